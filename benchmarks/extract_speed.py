@@ -1,0 +1,130 @@
+"""How close is extraction to decoding speed, and does loading keep up with training?
+
+    python benchmarks/extract_speed.py [--seconds 60] [--repeats 2]
+
+Generates a 640x480, 30 fps H.264 video (yuv420p, like most recordings) of moving content, then
+measures in the same run, best of ``--repeats``:
+  decode only   PyAV decoding every frame, no pixel conversion (threads AUTO, as extraction uses)
+  naive         decode + full-size ``to_ndarray("rgb24")`` + cv2 INTER_AREA to 64x64 (for contrast)
+  extract       the real thing: ``framegan.extract.extract`` to a 64x64 store, scene cuts on
+and prints extraction frames/s over decode-only frames/s (target >= 0.8), then dataset windows/s
+for batches of 64 (context 4 + 1) through ``make_loader`` and through a plain per-item DataLoader.
+Frames are uint8 (H, W, 3) until the dataset turns them into (B, T, C, H, W) floats in [-1, 1].
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+from torch.utils.data import DataLoader
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from framegan.data import ClipDataset, make_loader
+from framegan.extract import extract
+from framegan.video import write_video
+
+
+def gameplay_like(n: int, h: int = 480, w: int = 640):
+    """A scrolling textured background with sprites moving over it: no scene cuts."""
+    rng = np.random.default_rng(0)
+    width = w + 2 * n  # scrolls 2 px per frame and never wraps (a wrap would be a scene cut)
+    tiles = cv2.resize(rng.integers(0, 256, (h // 16, width // 16 + 1, 3), dtype=np.uint8),
+                       ((width // 16 + 1) * 16, h), interpolation=cv2.INTER_NEAREST)
+    for t in range(n):
+        frame = tiles[:, 2 * t:2 * t + w].copy()
+        for k in range(6):
+            x = int((w - 48) * (0.5 + 0.5 * np.sin(t / (20 + 7 * k) + k)))
+            y = int((h - 48) * (0.5 + 0.5 * np.cos(t / (25 + 5 * k) + 2 * k)))
+            frame[y:y + 48, x:x + 48] = (255 - 40 * k, 40 * k, 200)
+        yield frame
+
+
+def timed(fn) -> tuple[float, float]:
+    """(frames per wall second, frames per CPU second of this process, all threads)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    n = fn()
+    return n / (time.perf_counter() - wall), n / (time.process_time() - cpu)
+
+
+def decode_only(path: Path) -> int:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        return sum(1 for _ in container.decode(stream))
+
+
+def naive(path: Path) -> int:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        n = 0
+        for frame in container.decode(stream):
+            cv2.resize(frame.to_ndarray(format="rgb24"), (64, 64), interpolation=cv2.INTER_AREA)
+            n += 1
+    return n
+
+
+def extraction(path: Path, out: Path) -> int:
+    summary = extract([path], out, size=64, overwrite=True, progress=False)
+    assert summary["segments"] == 1, summary  # no false scene cuts in continuous motion
+    return summary["frames_in"]
+
+
+def windows_per_second(loader, batches: int) -> float:
+    t0, n = time.perf_counter(), 0
+    for i, batch in enumerate(loader):
+        n += len(batch)
+        if i + 1 == batches:
+            break
+    return n / (time.perf_counter() - t0)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seconds", type=float, default=60)
+    p.add_argument("--repeats", type=int, default=2)
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        video, store = Path(tmp) / "game.mp4", Path(tmp) / "store"
+        t0 = time.perf_counter()
+        n = write_video(video, gameplay_like(int(args.seconds * 30)), 30, crf=23,
+                        pix_fmt="yuv420p", preset="veryfast")
+        print(f"generated {n} frames 640x480 @ 30 fps in {time.perf_counter() - t0:.1f} s "
+              f"({video.stat().st_size / 1e6:.1f} MB)")
+        methods = {"decode": lambda: decode_only(video), "naive": lambda: naive(video),
+                   "extract": lambda: extraction(video, store)}
+        wall, cpu = dict.fromkeys(methods, 0.0), dict.fromkeys(methods, 0.0)
+        for _ in range(args.repeats):  # interleaved, so a busy moment hits every method alike
+            for name, fn in methods.items():
+                w, c = timed(fn)
+                wall[name], cpu[name] = max(wall[name], w), max(cpu[name], c)
+        ds = ClipDataset(store, context=4, horizon=1, split="all")
+        batched = windows_per_second(make_loader(ds, 64, seed=0), 30)
+        per_item = windows_per_second(DataLoader(ds, batch_size=64, shuffle=True), 10)
+
+    print(f"\n{'best of ' + str(args.repeats):48s} {'frames/s':>9s} {'ratio':>6s} {'frames/cpu-s':>13s} {'ratio':>6s}")
+    rows = [("decode only (PyAV, no conversion)", "decode"),
+            ("naive: full-size rgb24 + cv2 INTER_AREA 64x64", "naive"),
+            ("extract to 64x64 store (framegan.extract)", "extract")]
+    for label, key in rows:
+        print(f"{label:48s} {wall[key]:9.0f} {wall[key] / wall['decode']:6.2f} "
+              f"{cpu[key]:13.0f} {cpu[key] / cpu['decode']:6.2f}")
+    ratio = wall["extract"] / wall["decode"]
+    print(f"\nextraction / decode-only = {ratio:.2f} in frames/s (target >= 0.8: "
+          f"{'met' if ratio >= 0.8 else 'NOT met'}), {cpu['extract'] / cpu['decode']:.2f} in frames "
+          "per CPU-second (steadier when other processes share the cores)")
+    print(f"\n{'dataset, batch 64 of 5 x 64x64 frames':48s} {'windows/s':>9s}")
+    print(f"{'make_loader (one to_model per batch)':48s} {batched:9.0f}")
+    print(f"{'DataLoader(batch_size=64), per-item to_model':48s} {per_item:9.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""Typed configuration: one dataclass tree, YAML files in configs/, ``key=value`` overrides.
+
+Load order: dataclass defaults <- YAML file (``--config``) <- command-line ``key=value``.
+OmegaConf does the merging and type checking (unknown keys and wrong types raise); ``validate``
+then rejects impossible combinations. The result is a tree of plain dataclass instances.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+class ConfigError(ValueError):
+    """A configuration problem, reported to the user as one line."""
+
+
+class ZDist(str, enum.Enum):
+    gaussian = "gaussian"
+    uniform = "uniform"
+
+
+class ZInject(str, enum.Enum):
+    concat = "concat"      # z tiled as extra input channels (and at the bottleneck)
+    add = "add"            # projected z added to the bottleneck features
+    modulate = "modulate"  # z -> per-channel scale/shift of decoder features (FiLM / StyleGAN-ish)
+
+
+class DBackbone(str, enum.Enum):
+    cnn = "cnn"
+    transformer = "transformer"
+
+
+class AdvType(str, enum.Enum):
+    hinge = "hinge"
+    nonsaturating = "nonsaturating"
+    lsgan = "lsgan"
+
+
+class Precision(str, enum.Enum):
+    auto = "auto"  # bf16 autocast on CPUs that have it and on CUDA; fp32 elsewhere
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"  # CUDA only (uses a GradScaler)
+
+
+@dataclass
+class DataConfig:
+    root: str = "data/sample"       # frame store to train on; data/sample is generated on first use
+    context: int = 4                # K: past frames the generator sees
+    horizon: int = 1                # future frames per training window (1 = next-frame training)
+    stride: int = 1                 # step between window starts inside a segment
+    val_fraction: float = 0.1       # share of segments (or segment tails) held out for validation
+    augment: bool = False           # random horizontal flips of whole windows
+    num_workers: int = 0            # DataLoader workers (0 = load in the training process)
+
+
+@dataclass
+class ModelConfig:
+    width: int = 32                 # base channel count of G (doubles per level, capped at 8x)
+    depth: int = 3                  # U-Net levels; H and W must be divisible by 2**depth
+    z_dim: int = 8                  # noise size; 0 = deterministic generator
+    z_dist: ZDist = ZDist.gaussian  # distribution z is drawn from
+    z_inject: ZInject = ZInject.modulate  # how z enters G
+    residual: bool = True           # G predicts the change from the last context frame
+    d_backbone: DBackbone = DBackbone.cnn  # temporal discriminator family
+    d_width: int = 32               # base channel count of D
+    d_depth: int = 3                # strided stages in the CNN D (PatchGAN receptive field)
+    d_spectral_norm: bool = True    # spectral norm on D's convs / linears
+    d_patch: int = 8                # transformer D: patch size in pixels
+    d_layers: int = 2               # transformer D: number of blocks
+    d_heads: int = 4                # transformer D: attention heads
+
+
+@dataclass
+class LossConfig:
+    adv_type: AdvType = AdvType.hinge  # adversarial objective (D and G sides)
+    adv_weight: float = 1.0         # 0 = the plain L1/L2 regression baseline
+    l1_weight: float = 1.0          # reconstruction L1
+    l2_weight: float = 0.0          # reconstruction L2
+    gdl_weight: float = 0.0         # gradient difference loss (Mathieu et al. 2016)
+    gdl_alpha: float = 1.0          # GDL exponent
+    motion_weight: float = 0.0      # extra reconstruction weight on pixels that change (0 = off)
+    variety_k: int = 1              # reconstruction on the best of k samples (Social GAN); 1 = off
+    r1_gamma: float = 0.0           # R1 penalty on real pairs (0 = off)
+    r1_every: int = 16              # lazy R1: apply every N D steps, scaled by N
+    wrong_context_weight: float = 1.0  # weight of real-frame/wrong-context negatives in D's loss
+    diversity_weight: float = 0.0   # DSGAN diversity-sensitive term (0 = off)
+    diversity_cap: float = 1.0      # clamp of the diversity ratio so it cannot run away
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1500               # G steps
+    batch_size: int = 16            # windows per step
+    lr_g: float = 2e-4              # generator Adam learning rate
+    lr_d: float = 2e-4              # discriminator Adam learning rate (TTUR: may differ)
+    beta1: float = 0.5              # Adam beta1 (GAN practice)
+    beta2: float = 0.999            # Adam beta2
+    n_d: int = 1                    # D steps per G step
+    ema_decay: float = 0.999        # EMA of G's weights used for samples, rollout, evaluation
+    ema_start: int = 100            # steps before EMA starts tracking (copy weights until then)
+    seed: int = 0                   # global seed (per-rank offset under torchrun)
+    precision: Precision = Precision.auto  # autocast dtype
+    channels_last: bool = True      # channels_last memory format for convs
+    compile: bool = False           # torch.compile G and D
+    device: str = "auto"            # auto | cpu | cuda | cuda:N
+    deterministic: bool = False     # torch deterministic algorithms (bitwise resume on CPU)
+    log_every: int = 25             # scalars to TensorBoard + metrics.jsonl every N steps
+    sample_every: int = 250         # image grid, rollout video and validation every N steps
+    save_every: int = 250           # checkpoints/last.pt every N steps
+    keep_every: int = 0             # also keep checkpoints/step_XXXXXXX.pt every N steps (0 = never)
+    val_batches: int = 4            # validation batches per evaluation
+    video_frames: int = 8           # rollout length of the TensorBoard video
+    resume: str = "auto"            # auto (continue from run.dir's last.pt) | never | PATH
+
+
+@dataclass
+class RunConfig:
+    name: str = ""                  # run name (default: the config file's stem)
+    dir: str = ""                   # run directory (default: runs/<name>-<timestamp>)
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                base: dict | None = None) -> Config:
+    """Defaults <- ``base`` (e.g. a checkpoint's config) <- YAML ``path`` <- ``overrides``
+    ("a.b=value"); returns a validated ``Config``."""
+    layers = [OmegaConf.structured(Config)]
+    try:
+        if base is not None:
+            layers.append(OmegaConf.create(base))
+        if path is not None:
+            p = Path(path)
+            if not p.is_file():
+                raise ConfigError(f"config file not found: {p}")
+            layers.append(OmegaConf.load(p))
+        if overrides:
+            bad = [o for o in overrides if "=" not in o]
+            if bad:
+                raise ConfigError(f"override must look like key=value: {bad[0]!r}")
+            layers.append(OmegaConf.from_dotlist(list(overrides)))
+        merged = OmegaConf.merge(*layers)
+        cfg: Config = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as e:
+        # OmegaConf messages are multi-line with full_key context; keep the first line.
+        raise ConfigError(str(e).splitlines()[0] + _key_hint(e)) from None
+    if not cfg.run.name and path is not None:
+        cfg.run.name = Path(path).stem
+    validate(cfg)
+    return cfg
+
+
+def _key_hint(e: OmegaConfBaseException) -> str:
+    key = getattr(e, "full_key", None)
+    return f" (key: {key})" if key and str(key) not in str(e).splitlines()[0] else ""
+
+
+def validate(cfg: Config) -> None:
+    """Reject combinations that type checking cannot see."""
+    d, m, lo, t = cfg.data, cfg.model, cfg.loss, cfg.train
+
+    def need(ok: bool, msg: str) -> None:
+        if not ok:
+            raise ConfigError(msg)
+
+    need(d.context >= 1, f"data.context must be >= 1, got {d.context}")
+    need(d.horizon >= 1, f"data.horizon must be >= 1, got {d.horizon}")
+    need(d.stride >= 1, f"data.stride must be >= 1, got {d.stride}")
+    need(0.0 <= d.val_fraction < 1.0, f"data.val_fraction must be in [0, 1), got {d.val_fraction}")
+    need(m.width >= 1 and m.d_width >= 1, "model.width and model.d_width must be >= 1")
+    need(1 <= m.depth <= 6, f"model.depth must be in 1..6, got {m.depth}")
+    need(1 <= m.d_depth <= 6, f"model.d_depth must be in 1..6, got {m.d_depth}")
+    need(m.z_dim >= 0, f"model.z_dim must be >= 0, got {m.z_dim}")
+    need(m.d_patch >= 1 and m.d_layers >= 1 and m.d_heads >= 1, "model.d_patch/d_layers/d_heads must be >= 1")
+    for k in ("adv_weight", "l1_weight", "l2_weight", "gdl_weight", "motion_weight", "r1_gamma",
+              "wrong_context_weight", "diversity_weight"):
+        need(getattr(lo, k) >= 0, f"loss.{k} must be >= 0, got {getattr(lo, k)}")
+    need(lo.variety_k >= 1, f"loss.variety_k must be >= 1, got {lo.variety_k}")
+    need(lo.r1_every >= 1, f"loss.r1_every must be >= 1, got {lo.r1_every}")
+    need(lo.diversity_cap > 0, f"loss.diversity_cap must be > 0, got {lo.diversity_cap}")
+    need(lo.adv_weight > 0 or lo.l1_weight + lo.l2_weight + lo.gdl_weight > 0,
+         "nothing to train: loss.adv_weight and every reconstruction weight are 0")
+    need(m.z_dim > 0 or lo.diversity_weight == 0,
+         "loss.diversity_weight > 0 needs model.z_dim > 0 (a deterministic G has no diversity)")
+    need(m.z_dim > 0 or lo.variety_k == 1,
+         "loss.variety_k > 1 needs model.z_dim > 0 (k samples of a deterministic G are equal)")
+    need(t.steps >= 1 and t.batch_size >= 1 and t.n_d >= 1, "train.steps, batch_size, n_d must be >= 1")
+    need(t.lr_g > 0 and t.lr_d > 0, "train.lr_g and train.lr_d must be > 0")
+    need(0.0 <= t.ema_decay < 1.0, f"train.ema_decay must be in [0, 1), got {t.ema_decay}")
+    for k in ("log_every", "sample_every", "save_every"):
+        need(getattr(t, k) >= 1, f"train.{k} must be >= 1, got {getattr(t, k)}")
+    need(t.keep_every >= 0, "train.keep_every must be >= 0")
+    need(t.device == "auto" or t.device == "cpu" or t.device.startswith("cuda"),
+         f"train.device must be auto, cpu or cuda[:N], got {t.device!r}")
+    need(t.precision != Precision.fp16 or t.device != "cpu", "train.precision=fp16 needs CUDA")
+
+
+def to_yaml(cfg: Config) -> str:
+    """The resolved config as YAML (written into every run directory and checkpoint)."""
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def to_dict(cfg: Config) -> dict:
+    """Plain-container form (str/int/float/bool only), safe for ``torch.load(weights_only=True)``."""
+    return OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True)
+
+
+def from_dict(d: dict) -> Config:
+    """Inverse of ``to_dict`` (with the same type checking as ``load_config``)."""
+    try:
+        cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), d))
+    except OmegaConfBaseException as e:
+        raise ConfigError(str(e).splitlines()[0]) from None
+    validate(cfg)
+    return cfg

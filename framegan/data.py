@@ -1,0 +1,122 @@
+"""Training windows from a frame store: ``ClipDataset``.
+
+A window is ``context + horizon`` consecutive frames inside one segment (never across a cut).
+An item is float ``(T, C, H, W)`` in [-1, 1], made by ``framegan.frames.to_model``; a batch is
+``(B, T, C, H, W)``: context ``x = batch[:, :K]``, targets ``batch[:, K:]``. Train with
+``make_loader``: it fetches whole batches at once (see ``ClipDataset.__getitem__``).
+
+Train / val split, deterministic (no RNG; in the whole-segment mode a segment keeps its side
+when others are appended):
+- with at least ``MIN_SEGMENTS_FOR_SEGMENT_SPLIT`` segments, whole segments: a segment is
+  validation when the hash of (source, start_frame, file) falls below ``val_fraction``;
+- otherwise (or when that leaves one side empty), the tail of each segment: the last
+  ``max(T, round(len * val_fraction))`` frames of every segment that can spare them are
+  validation, the frames before them training. Train and val windows never share a frame.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    RandomSampler,
+    SequentialSampler,
+)
+
+from framegan.frames import to_model
+from framegan.store import FrameStore, StoreError, open_store
+
+MIN_SEGMENTS_FOR_SEGMENT_SPLIT = 10
+
+
+def _unit_hash(seg: dict) -> float:
+    key = f"{seg.get('source')}:{seg.get('start_frame')}:{seg['file']}".encode()
+    return int.from_bytes(hashlib.sha1(key).digest()[:8], "big") / 2.0**64
+
+
+def split_ranges(store: FrameStore, window: int, split: str, val_fraction: float
+                 ) -> list[tuple[int, int, int]]:
+    """``(segment, first, stop)`` frame ranges belonging to ``split``; windows lie inside one."""
+    if split not in ("train", "val", "all"):
+        raise ValueError(f"split must be train, val or all, got {split!r}")
+    lengths = [len(s) for s in store.segments]
+    if split == "all" or val_fraction <= 0:
+        return [] if split == "val" else [(i, 0, n) for i, n in enumerate(lengths)]
+    is_val = [_unit_hash(s) < val_fraction for s in store.manifest["segments"]]
+    usable = [n >= window for n in lengths]
+    n_val = sum(v and u for v, u in zip(is_val, usable))
+    n_train = sum(not v and u for v, u in zip(is_val, usable))
+    if len(lengths) >= MIN_SEGMENTS_FOR_SEGMENT_SPLIT and n_val and n_train:
+        return [(i, 0, n) for i, n in enumerate(lengths) if is_val[i] == (split == "val")]
+    ranges = []
+    for i, n in enumerate(lengths):
+        tail = max(window, round(n * val_fraction))
+        cut = n - tail if n - tail >= window else n  # too short to give up a tail: all training
+        ranges.append((i, cut, n) if split == "val" else (i, 0, cut))
+    return ranges
+
+
+class ClipDataset(Dataset):
+    """Windows of ``context + horizon`` frames, ``stride`` apart, from a store (path or opened)."""
+
+    def __init__(self, store: str | Path | FrameStore, context: int = 4, horizon: int = 1,
+                 stride: int = 1, split: str = "train", val_fraction: float = 0.1,
+                 augment: bool = False):
+        if context < 1 or horizon < 1 or stride < 1:
+            raise ValueError(f"context, horizon and stride must be >= 1, got {context}, {horizon}, {stride}")
+        self.store = store if isinstance(store, FrameStore) else open_store(store)
+        self.context, self.horizon, self.augment = context, horizon, augment
+        self.length = context + horizon
+        self.split = split
+        self.windows: list[tuple[int, int]] = [
+            (seg, start)
+            for seg, first, stop in split_ranges(self.store, self.length, split, val_fraction)
+            for start in range(first, stop - self.length + 1, stride)]
+        if not self.windows:
+            longest = max((len(s) for s in self.store.segments), default=0)
+            raise StoreError(f"{self.store.path}: no {split} window of {self.length} frames "
+                             f"(context {context} + horizon {horizon}) fits; {len(self.store.segments)} "
+                             f"segments, longest {longest} frames")
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def clip(self, index: int) -> np.ndarray:
+        """Window ``index`` as stored: uint8 (T, H, W, 3), copied out of the memmap."""
+        seg, start = self.windows[index]
+        return np.array(self.store.segments[seg][start:start + self.length])
+
+    def __getitem__(self, index: int | Sequence[int]) -> torch.Tensor:
+        """One window (T, C, H, W), or a whole batch (B, T, C, H, W) for a list of indices.
+
+        The batch form converts once per batch: one ``to_model`` over (B, T, H, W, 3) instead of
+        B small ones is several times faster, and far faster when the CPU is busy (each small
+        op pays a thread-pool wake-up). ``make_loader`` uses it."""
+        single = isinstance(index, (int, np.integer))
+        indices = [index] if single else index
+        clips = np.empty((len(indices), self.length, *self.store.size, 3), np.uint8)
+        for k, i in enumerate(indices):
+            seg, start = self.windows[i]
+            clips[k] = self.store.segments[seg][start:start + self.length]
+        if self.augment:  # horizontal flips; torch RNG so each DataLoader worker is seeded
+            flip = (torch.rand(len(clips)) < 0.5).numpy()
+            clips[flip] = clips[flip][:, :, :, ::-1]
+        batch = to_model(clips)
+        return batch[0] if single else batch
+
+
+def make_loader(dataset: ClipDataset, batch_size: int, *, shuffle: bool = True,
+                drop_last: bool = True, num_workers: int = 0, seed: int | None = None,
+                pin_memory: bool = False) -> DataLoader:
+    """A DataLoader yielding (B, T, C, H, W) batches built by ``dataset[list_of_indices]``."""
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    order = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
+    return DataLoader(dataset, batch_size=None, num_workers=num_workers, pin_memory=pin_memory,
+                      sampler=BatchSampler(order, batch_size, drop_last=drop_last),
+                      persistent_workers=num_workers > 0)

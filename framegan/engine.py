@@ -1,0 +1,195 @@
+"""One training step of the conditional GAN, in two named phases (StyleGAN2-ADA style).
+
+Tensors are ``(B, T, C, H, W)`` in [-1, 1]; a training window has ``T = K + 1``: the context
+``x = clip[:, :K]`` and the target ``clip[:, K]``.
+
+* ``d_step``: G frozen. D learns real (context, next frame) pairs -> high; generated frames and
+  real frames under another sample's context (wrong-context negatives, which make D *temporal*)
+  -> low. Lazy R1 on real pairs.
+* ``g_step``: D frozen. G learns to raise D's score on its samples, plus reconstruction
+  (motion-weighted L1/L2 on the best of k samples), GDL and a diversity term.
+
+Both phases freeze the other network with ``requires_grad_(False)`` rather than ``detach`` tricks,
+so a test can check that G's parameters get gradient *through* D while D's get none.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+from dataclasses import dataclass
+
+import torch
+from einops import rearrange, repeat
+
+from framegan import losses
+from framegan.config import Config
+
+
+@dataclass
+class GAN:
+    """Everything a step updates. ``G_ema`` is the weight average used for every sample shown."""
+    G: torch.nn.Module
+    D: torch.nn.Module
+    G_ema: torch.nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    z_gen: torch.Generator           # dedicated noise stream, saved in checkpoints for exact resume
+    autocast_dtype: torch.dtype | None
+    device: torch.device
+
+
+def build_gan(cfg: Config, G: torch.nn.Module, D: torch.nn.Module, device: torch.device,
+              autocast_dtype: torch.dtype | None) -> GAN:
+    t = cfg.train
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    opt_g = torch.optim.Adam(G.parameters(), lr=t.lr_g, betas=(t.beta1, t.beta2))
+    opt_d = torch.optim.Adam(D.parameters(), lr=t.lr_d, betas=(t.beta1, t.beta2))
+    # The scaler only does something for fp16 (CUDA); for bf16/fp32 it is a pass-through.
+    scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
+    z_gen = torch.Generator(device).manual_seed(t.seed + 1)
+    return GAN(G, D, G_ema, opt_g, opt_d, scaler, z_gen, autocast_dtype, device)
+
+
+def autocast(gan: GAN):
+    if gan.autocast_dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(gan.device.type, dtype=gan.autocast_dtype)
+
+
+def split_clip(clip: torch.Tensor, K: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, K+1.., C, H, W) -> context (B, K, C, H, W), next frame (B, C, H, W)."""
+    return clip[:, :K], clip[:, K]
+
+
+def sample_z(gan: GAN, n: int) -> torch.Tensor:
+    G = unwrap(gan.G)
+    return G.sample_z(n, device=gan.device, generator=gan.z_gen)
+
+
+def unwrap(m: torch.nn.Module) -> torch.nn.Module:
+    return getattr(m, "_orig_mod", m)  # torch.compile wrapper -> module (for attributes)
+
+
+def d_step(gan: GAN, cfg: Config, clip: torch.Tensor, step: int, reduce_grads=None) -> dict:
+    """Discriminator phase. Returns detached scalars for logging."""
+    lc = cfg.loss
+    ctx, real = split_clip(clip, cfg.data.context)
+    gan.G.requires_grad_(False)
+    gan.D.requires_grad_(True)
+    with torch.no_grad(), autocast(gan):
+        fake = gan.G(ctx, sample_z(gan, ctx.shape[0]))
+    # Wrong-context negatives: each real frame under the next sample's context. With B == 1
+    # there is no other context, so the term is skipped.
+    use_wrong = lc.wrong_context_weight > 0 and ctx.shape[0] > 1
+    with autocast(gan):
+        real_logits = gan.D(ctx, real).float()
+        fake_logits = gan.D(ctx, fake).float()
+        wrong_logits = gan.D(ctx.roll(1, dims=0), real).float() if use_wrong else None
+    terms = {
+        "d_real": losses.d_real_loss(real_logits, lc.adv_type),
+        "d_fake": losses.d_fake_loss(fake_logits, lc.adv_type),
+    }
+    if use_wrong:
+        terms["d_wrong"] = lc.wrong_context_weight * losses.d_fake_loss(wrong_logits, lc.adv_type)
+    # Lazy R1 (StyleGAN2): every r1_every steps, scaled by r1_every; in fp32 (double backward).
+    if lc.r1_gamma > 0 and step % lc.r1_every == 0:
+        ctx_r, real_r = ctx.detach().requires_grad_(True), real.detach().requires_grad_(True)
+        r1 = losses.r1_penalty(gan.D(ctx_r, real_r).float(), [ctx_r, real_r])
+        terms["d_r1"] = (lc.r1_gamma / 2) * lc.r1_every * r1
+    total = sum(terms.values())
+    check_finite(total, terms, step, "D")
+    gan.opt_d.zero_grad(set_to_none=True)
+    gan.scaler.scale(total).backward()
+    if reduce_grads is not None:
+        reduce_grads(gan.D)
+    gan.scaler.unscale_(gan.opt_d)
+    gnorm = torch.nn.utils.clip_grad_norm_(gan.D.parameters(), float("inf"))
+    gan.scaler.step(gan.opt_d)
+    gan.scaler.update()
+    out = {k: v.detach() for k, v in terms.items()}
+    out.update(d_total=total.detach(), gnorm_d=gnorm.detach(),
+               score_real=real_logits.detach().mean(), score_fake=fake_logits.detach().mean())
+    if use_wrong:
+        out["score_wrong"] = wrong_logits.detach().mean()
+    return out
+
+
+def g_step(gan: GAN, cfg: Config, clip: torch.Tensor, step: int, reduce_grads=None) -> dict:
+    """Generator phase: k samples per context; adversarial + best-of-k reconstruction + GDL + diversity."""
+    lc, K = cfg.loss, cfg.data.context
+    ctx, real = split_clip(clip, K)
+    B = ctx.shape[0]
+    k = lc.variety_k
+    gan.G.requires_grad_(True)
+    gan.D.requires_grad_(False)
+    # k noise draws per context, stacked sample-major: index = s * B + b.
+    ctx_k = repeat(ctx, "b t c h w -> (s b) t c h w", s=k)
+    real_k = repeat(real, "b c h w -> (s b) c h w", s=k)
+    z = sample_z(gan, k * B)
+    with autocast(gan):
+        fake = gan.G(ctx_k, z)
+        fake_logits = gan.D(ctx_k, fake).float() if lc.adv_weight > 0 else None
+    fake = fake.float()
+    terms = {}
+    if lc.adv_weight > 0:
+        terms["g_adv"] = lc.adv_weight * losses.g_adversarial(fake_logits, lc.adv_type)
+    weight = losses.motion_weight(ctx_k[:, -1], real_k, lc.motion_weight) if lc.motion_weight > 0 else None
+    if lc.l1_weight > 0 or lc.l2_weight > 0:
+        per = torch.zeros(k * B, device=fake.device)
+        if lc.l1_weight > 0:
+            per = per + lc.l1_weight * losses.per_sample_l1(fake, real_k, weight)
+        if lc.l2_weight > 0:
+            per = per + lc.l2_weight * losses.per_sample_l2(fake, real_k, weight)
+        # Variety loss (Social GAN): only the closest of the k samples is pulled to the truth,
+        # so the others stay free to be the *other* future instead of all collapsing to the mean.
+        terms["g_rec"] = losses.best_of_k(rearrange(per, "(s b) -> s b", s=k)) if k > 1 else per.mean()
+    if lc.gdl_weight > 0:
+        terms["g_gdl"] = lc.gdl_weight * losses.gdl(fake, real_k, lc.gdl_alpha)
+    if lc.diversity_weight > 0:
+        if k > 1:
+            f1, f2, z1, z2 = fake[:B], fake[B:2 * B], z[:B], z[B:2 * B]
+        else:  # a second draw just for the diversity term
+            z2 = sample_z(gan, B)
+            with autocast(gan):
+                f2 = gan.G(ctx, z2).float()
+            f1, z1 = fake, z
+        terms["g_div"] = lc.diversity_weight * losses.diversity(f1, f2, z1, z2, lc.diversity_cap)
+    total = sum(terms.values())
+    check_finite(total, terms, step, "G")
+    gan.opt_g.zero_grad(set_to_none=True)
+    gan.scaler.scale(total).backward()
+    if reduce_grads is not None:
+        reduce_grads(gan.G)
+    gan.scaler.unscale_(gan.opt_g)
+    gnorm = torch.nn.utils.clip_grad_norm_(gan.G.parameters(), float("inf"))
+    gan.scaler.step(gan.opt_g)
+    gan.scaler.update()
+    gan.D.requires_grad_(True)
+    out = {k_: v.detach() for k_, v in terms.items()}
+    out.update(g_total=total.detach(), gnorm_g=gnorm.detach())
+    return out
+
+
+@torch.no_grad()
+def update_ema(gan: GAN, cfg: Config, step: int) -> None:
+    """EMA of G's weights; a plain copy until ``ema_start`` so early samples are not stale."""
+    decay = cfg.train.ema_decay if step >= cfg.train.ema_start else 0.0
+    src = unwrap(gan.G).state_dict()
+    for name, v in gan.G_ema.state_dict().items():
+        if v.dtype.is_floating_point:
+            v.lerp_(src[name], 1.0 - decay)
+        else:
+            v.copy_(src[name])
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+def check_finite(total: torch.Tensor, terms: dict, step: int, phase: str) -> None:
+    """Stop before the optimizer step, so the weights (and the last checkpoint) stay good."""
+    if torch.isfinite(total).item():
+        return
+    bad = [k for k, v in terms.items() if not torch.isfinite(v).item()] or ["total"]
+    raise NonFiniteLoss(f"non-finite loss at step {step} in the {phase} phase: term {', '.join(bad)}")

@@ -1,0 +1,134 @@
+"""Losses as plain functions (no state). Every returned loss is a scalar to be MINIMISED.
+
+Frames are ``(B, T, C, H, W)`` float in [-1, 1]; the functions here take single frames
+``(B, C, H, W)``. Logits come from D, higher = "real". ``kind`` is hinge | nonsaturating | lsgan
+(``AdvType`` or its string).
+
+D's side is split into ``d_real_loss`` and ``d_fake_loss`` so the caller can weight several kinds
+of negatives (G's samples, real frames under the wrong context) separately.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import reduce
+
+from framegan.config import AdvType
+
+MOTION_THRESHOLD = 0.05  # [-1, 1] units (~6 uint8 levels): smaller changes are codec noise
+
+
+def _kind(kind) -> str:
+    return AdvType(kind).value
+
+
+def d_real_loss(real_logits: torch.Tensor, kind) -> torch.Tensor:
+    """D's loss on real pairs (push logits up). hinge: relu(1 - r); nonsaturating: softplus(-r)
+    = -log sigmoid(r); lsgan: (r - 1)^2. Zero for hinge once every real logit is >= 1."""
+    r, k = real_logits.float(), _kind(kind)
+    if k == "hinge":
+        return F.relu(1 - r).mean()
+    if k == "nonsaturating":
+        return F.softplus(-r).mean()
+    return (r - 1).pow(2).mean()
+
+
+def d_fake_loss(fake_logits: torch.Tensor, kind) -> torch.Tensor:
+    """D's loss on fake pairs (push logits down). hinge: relu(1 + f); nonsaturating: softplus(f)
+    = -log(1 - sigmoid(f)); lsgan: f^2. Zero for hinge once every fake logit is <= -1."""
+    f, k = fake_logits.float(), _kind(kind)
+    if k == "hinge":
+        return F.relu(1 + f).mean()
+    if k == "nonsaturating":
+        return F.softplus(f).mean()
+    return f.pow(2).mean()
+
+
+def d_adversarial(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind) -> torch.Tensor:
+    """D's full loss on one real and one fake batch: ``d_real_loss + d_fake_loss`` (minimise)."""
+    return d_real_loss(real_logits, kind) + d_fake_loss(fake_logits, kind)
+
+
+def g_adversarial(fake_logits: torch.Tensor, kind) -> torch.Tensor:
+    """G's loss (minimise; G wants its samples called real). hinge: -f (Lim & Ye 2017, as in
+    SAGAN/BigGAN); nonsaturating: softplus(-f) = -log sigmoid(f); lsgan: (f - 1)^2."""
+    f, k = fake_logits.float(), _kind(kind)
+    if k == "hinge":
+        return -f.mean()
+    if k == "nonsaturating":
+        return F.softplus(-f).mean()
+    return (f - 1).pow(2).mean()
+
+
+def _weighted_mean(err: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    # Plain mean of weight * err: with weight None (or all ones) this is the ordinary L1/L2.
+    return err.mean() if weight is None else (err * weight).mean()
+
+
+def l1(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean |pred - target| (>= 0), optionally times a per-pixel weight map (B, 1, H, W)."""
+    return _weighted_mean((pred.float() - target.float()).abs(), weight)
+
+
+def l2(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean (pred - target)^2 (>= 0), optionally times a per-pixel weight map (B, 1, H, W)."""
+    return _weighted_mean((pred.float() - target.float()).pow(2), weight)
+
+
+def per_sample_l1(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """``(B,)`` mean |pred - target| of each sample (optionally weighted), for ``best_of_k``."""
+    err = (pred.float() - target.float()).abs()
+    if weight is not None:
+        err = err * weight
+    return reduce(err, "b c h w -> b", "mean")
+
+
+def best_of_k(per_sample_losses: torch.Tensor) -> torch.Tensor:
+    """Variety loss (Gupta et al. 2018, Social GAN): ``(k, B)`` losses of k samples per context
+    -> min over k, mean over B. Only the closest sample is pulled to the target, so the others
+    stay free to cover the other outcomes (a plain mean over k pulls all of them to the average)."""
+    return reduce(per_sample_losses, "k b -> b", "min").mean()
+
+
+def motion_weight(last: torch.Tensor, target: torch.Tensor, weight: float) -> torch.Tensor:
+    """Per-pixel weight ``(B, 1, H, W)`` = 1 + weight * [pixel changes from ``last`` to ``target``].
+
+    A pixel counts as changed when any channel moves by more than ``MOTION_THRESHOLD``. Without
+    this, the small moving sprite is a rounding error next to the static background and G learns
+    to copy the background and drop the sprite (RESEARCH.md, "Measured on this machine")."""
+    change = reduce((target.float() - last.float()).abs(), "b c h w -> b 1 h w", "max")
+    return 1 + weight * (change > MOTION_THRESHOLD).float()
+
+
+def gdl(pred: torch.Tensor, target: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+    """Gradient difference loss (Mathieu, Couprie & LeCun 2016, "Deep multi-scale video prediction
+    beyond mean square error", eq. 5): mean over pixels of ``| |dI_true| - |dI_pred| |^alpha`` for
+    horizontal and vertical neighbour differences. >= 0, zero when the edges match; penalises the
+    blur that L1/L2 alone accept."""
+    p, t = pred.float(), target.float()
+
+    def term(dim: int) -> torch.Tensor:
+        return (t.diff(dim=dim).abs() - p.diff(dim=dim).abs()).abs().pow(alpha).mean()
+
+    return term(-1) + term(-2)
+
+
+def r1_penalty(real_logits: torch.Tensor, real_inputs: list[torch.Tensor]) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018): batch mean of the summed squared gradient of D's real logits
+    w.r.t. the real inputs (context and frame). >= 0; zero where D is flat around the data. The
+    caller scales it by gamma / 2 (times N when applied lazily every N steps, as StyleGAN2 does).
+    The inputs must have ``requires_grad=True``; the graph is kept so the penalty trains D."""
+    grads = torch.autograd.grad(real_logits.float().sum(), real_inputs, create_graph=True)
+    return sum(reduce(g.float().pow(2), "b ... -> b", "sum") for g in grads).mean()
+
+
+def diversity(out1: torch.Tensor, out2: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor,
+              cap: float) -> torch.Tensor:
+    """Diversity-sensitive term (Yang et al. 2019, DSGAN; cf. Mao et al. 2019, MSGAN).
+
+    Per sample, ratio = mean|out1 - out2| / mean|z1 - z2| (denominator without gradient), clamped
+    at ``cap`` so G cannot earn unbounded reward with noise. Returns ``-ratio.mean()``: it is <= 0
+    and MINIMISING it pushes two samples for the same context apart."""
+    num = reduce((out1.float() - out2.float()).abs(), "b ... -> b", "mean")
+    den = reduce((z1.float() - z2.float()).abs(), "b d -> b", "mean").detach()
+    return -(num / (den + 1e-8)).clamp(max=cap).mean()

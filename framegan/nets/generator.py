@@ -1,0 +1,125 @@
+"""The conditional generator G(x, z): K past frames plus noise -> the next frame.
+
+Frames are ``(B, T, C, H, W)`` float in [-1, 1]. G folds the context ``(B, K, C, H, W)`` into
+channels and runs a pix2pix-like U-Net: one stride-2 4x4 conv per encoder level, two 3x3 convs
+at the bottleneck, and per decoder level nearest-neighbour upsampling + skip concat + one 3x3
+conv (upsample-then-conv avoids the checkerboard of transposed convs).
+
+z enters in one of three ways (``cfg.z_inject``):
+  concat    z tiled as extra channels at the input and at the bottleneck (SAVP-style tiling)
+  add       a linear projection of z added to the bottleneck features ("vector addition")
+  modulate  a 2-layer mapping MLP turns z into a style w; FiLM (per-channel scale/shift) from w
+            acts after every norm of the bottleneck and of every decoder level, so z can flip a
+            global, discrete choice (which branch at a fork) rather than add local texture.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange, repeat
+from torch import nn
+
+from framegan.config import ModelConfig, ZDist, ZInject
+from framegan.nets.blocks import ConvNormAct, Mapping
+
+STYLE_DIM = 64      # width of the mapping network's output w (modulate)
+RESIDUAL_HEAD_INIT = 0.1  # scale of the residual head's initial weights: untrained G ~ copy-last
+# Residual output is tanh(atanh(last) + delta); last is clamped to +-LAST_LIMIT first. The
+# gradient of tanh where the output sits at last is 1 - LAST_LIMIT**2: 0.02 here (0.002 at 0.999),
+# so a sprite can still appear on a saturated (black) background, at the cost of copying pure
+# black/white as +-0.99 (about one uint8 level) until G learns to push it out.
+LAST_LIMIT = 0.99
+
+
+class Generator(nn.Module):
+    """U-Net G. ``forward(x (B,K,C,H,W), z (B,z_dim) | None) -> (B,C,H,W)`` in [-1, 1]."""
+
+    def __init__(self, cfg: ModelConfig, context: int, channels: int = 3):
+        super().__init__()
+        self.context, self.channels, self.depth = context, channels, cfg.depth
+        self.z_dim, self.residual = cfg.z_dim, cfg.residual
+        self.z_dist = ZDist(cfg.z_dist).value  # accepts the enum or its string
+        self.z_inject = ZInject(cfg.z_inject).value if cfg.z_dim > 0 else None  # None: no z at all
+
+        w = cfg.width
+        chs = [min(w * 2**i, 8 * w) for i in range(cfg.depth + 1)]
+        z_ch = cfg.z_dim if self.z_inject == "concat" else 0
+        style = STYLE_DIM if self.z_inject == "modulate" else 0
+
+        self.stem = ConvNormAct(context * channels + z_ch, chs[0])
+        self.down = nn.ModuleList(ConvNormAct(chs[i], chs[i + 1], kernel=4, stride=2) for i in range(cfg.depth))
+        self.mid = nn.ModuleList([ConvNormAct(chs[-1] + z_ch, chs[-1], style_dim=style),
+                                  ConvNormAct(chs[-1], chs[-1], style_dim=style)])
+        self.up = nn.ModuleList(ConvNormAct(chs[i + 1] + chs[i], chs[i], style_dim=style)
+                                for i in reversed(range(cfg.depth)))
+        self.head = nn.Conv2d(chs[0], channels, 3, padding=1)
+        self.z_proj = nn.Linear(cfg.z_dim, chs[-1]) if self.z_inject == "add" else None
+        self.mapping = Mapping(cfg.z_dim, STYLE_DIM) if self.z_inject == "modulate" else None
+        if self.residual:
+            # Small but not zero: a zero head would also zero the gradient to every layer below.
+            with torch.no_grad():
+                self.head.weight.mul_(RESIDUAL_HEAD_INIT)
+                self.head.bias.zero_()
+
+    def sample_z(self, n: int, device=None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``(n, z_dim)`` noise from ``z_dist``: gaussian N(0, 1) or uniform U(-1, 1); (n, 0) if z_dim 0."""
+        if device is None:
+            device = self.head.weight.device
+        if self.z_dist == "gaussian":
+            return torch.randn(n, self.z_dim, device=device, generator=generator)
+        return torch.rand(n, self.z_dim, device=device, generator=generator) * 2 - 1
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        self._check(x, z)
+        h = rearrange(x, "b t c h w -> b (t c) h w")
+        style = self.mapping(z) if self.mapping is not None else None
+        if self.z_inject == "concat":
+            h = torch.cat([h, self._tile(z, h)], dim=1)
+
+        h = self.stem(h)
+        skips = []
+        for down in self.down:
+            skips.append(h)
+            h = down(h)
+
+        if self.z_inject == "concat":
+            h = torch.cat([h, self._tile(z, h)], dim=1)
+        elif self.z_inject == "add":
+            h = h + rearrange(self.z_proj(z), "b c -> b c 1 1")
+        for block in self.mid:
+            h = block(h, style)
+
+        for up, skip in zip(self.up, reversed(skips)):
+            h = F.interpolate(h, scale_factor=2, mode="nearest")
+            h = up(torch.cat([h, skip.to(h.dtype)], dim=1), style)
+
+        out = self.head(h).float()
+        if self.residual:
+            # Smooth in both directions (unlike clamp(last + delta)): a pixel at the saturated
+            # background still gets gradient, so a sprite can appear there.
+            last = x[:, -1].float().clamp(-LAST_LIMIT, LAST_LIMIT)
+            out = torch.tanh(torch.atanh(last) + out)
+        else:
+            out = torch.tanh(out)
+        return out.to(x.dtype)
+
+    def _tile(self, z: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return repeat(z.to(like.dtype), "b d -> b d h w", h=like.shape[-2], w=like.shape[-1])
+
+    def _check(self, x: torch.Tensor, z: torch.Tensor | None):
+        if x.ndim != 5:
+            raise ValueError(f"G expects context (B, K, C, H, W), got shape {tuple(x.shape)}")
+        b, k, c, height, width = x.shape
+        if k != self.context or c != self.channels:
+            raise ValueError(f"G was built for K={self.context}, C={self.channels}; got K={k}, C={c}")
+        m = 2**self.depth
+        if height % m or width % m:
+            raise ValueError(f"G with depth {self.depth} needs H and W divisible by {m}; got {height}x{width}")
+        if self.z_dim > 0 and (z is None or tuple(z.shape) != (b, self.z_dim)):
+            got = None if z is None else tuple(z.shape)
+            raise ValueError(f"G needs z of shape ({b}, {self.z_dim}), got {got}")
+
+
+def build_generator(cfg: ModelConfig, context: int, channels: int = 3) -> Generator:
+    """The generator described by ``cfg`` for ``context`` past frames of ``channels`` channels."""
+    return Generator(cfg, context, channels)

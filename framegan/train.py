@@ -1,0 +1,373 @@
+"""python -m framegan.train [--config FILE] [--resume RUN_DIR|CKPT] [key=value ...]
+
+Trains the conditional GAN of ``engine.py`` on a frame store. Tensors are ``(B, T, C, H, W)`` in
+[-1, 1]. A run directory holds everything the run produced:
+
+    runs/<name>-<timestamp>/
+      config.yaml              the resolved config
+      checkpoints/last.pt      full state every train.save_every steps (atomic), + step_*.pt
+      tb/                      TensorBoard: losses, D scores, grad norms, lr, speed, val PSNR/SSIM
+                               vs copy-last, image grids, rollout GIFs
+      metrics.jsonl            the same scalars, one JSON object per line
+
+Killed at any point (even ``kill -9``), the same command with ``run.dir=<that dir>`` (or
+``--resume <dir>``) continues from ``last.pt`` and reproduces the uninterrupted run's losses.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from framegan import distributed, engine
+from framegan.checkpoint import CheckpointError, checkpoint_config, load_checkpoint, load_weights, save_checkpoint
+from framegan.config import Config, ConfigError, Precision, load_config, to_dict, to_yaml
+from framegan.frames import to_pixels
+from framegan.nets import build_discriminator, build_generator, count_params
+from framegan.summaries import JsonlLog, add_gif, tile
+
+SAMPLE_ROOT = "data/sample"
+
+
+# ----------------------------------------------------------------------------- set-up
+def pick_device(name: str, d: distributed.Dist) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"train.device={name} but CUDA is not available")
+        return torch.device("cuda", d.local_rank if d.enabled else torch.device(name).index or 0)
+    return torch.device("cpu")
+
+
+def pick_precision(p: Precision, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype. bf16 about doubles CPU speed where the CPU has AVX-512 BF16 / AMX."""
+    if p == Precision.auto:
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if torch.backends.mkldnn.is_available() and _cpu_has_bf16() else None
+    return {Precision.fp32: None, Precision.bf16: torch.bfloat16, Precision.fp16: torch.float16}[p]
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        return bool(torch.backends.cpu.get_cpu_capability() in ("AVX512", "AMX")
+                    and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def ensure_store(root: str, d: distributed.Dist) -> Path:
+    """The default store is the built-in sample gameplay, generated and extracted on first use."""
+    path = Path(root)
+    if not (path / "manifest.json").exists() and root == SAMPLE_ROOT:
+        if d.main:
+            from framegan.sample_game import build_sample_store
+            build_sample_store(path)
+        if d.enabled:
+            torch.distributed.barrier()
+    return path
+
+
+def make_run_dir(cfg: Config, d: distributed.Dist) -> Path:
+    if not cfg.run.dir:
+        name = cfg.run.name or "default"
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        cfg.run.dir = f"runs/{name}-{stamp}"
+        if d.enabled:  # every rank must use rank 0's timestamp
+            box = [cfg.run.dir]
+            torch.distributed.broadcast_object_list(box, src=0)
+            cfg.run.dir = box[0]
+    run = Path(cfg.run.dir)
+    if d.main:
+        (run / "checkpoints").mkdir(parents=True, exist_ok=True)
+    return run
+
+
+class Batches:
+    """Deterministic, resumable batch stream: batch number n is a pure function of (seed, n).
+
+    Each epoch is one DistributedSampler permutation (rank-sliced under torchrun); resuming at
+    batch n skips straight to it, so a resumed run sees exactly the batches it would have seen.
+    """
+
+    def __init__(self, dataset, batch_size: int, d: distributed.Dist, seed: int, start: int, workers: int):
+        self.ds, self.B, self.seed, self.workers = dataset, batch_size, seed, workers
+        self.sampler = DistributedSampler(dataset, num_replicas=d.world, rank=d.rank, shuffle=True,
+                                          seed=seed, drop_last=True)
+        per_rank = len(self.sampler)
+        if per_rank < batch_size:
+            raise ConfigError(f"the training split has {len(dataset)} windows: fewer than one batch of "
+                              f"{batch_size} per process; lower train.batch_size")
+        self.per_epoch = per_rank // batch_size
+        self.n = start
+        self._it = None
+
+    def _epoch(self, epoch: int, skip: int):
+        self.sampler.set_epoch(epoch)
+        idx = list(self.sampler)
+        batches = [idx[i * self.B:(i + 1) * self.B] for i in range(skip, self.per_epoch)]
+        # batch_size=None + a sampler of index lists: the dataset builds each batch in one call.
+        # The loader's own generator keeps the global RNG untouched (exact resume).
+        gen = torch.Generator().manual_seed(self.seed + epoch)
+        return iter(DataLoader(self.ds, batch_size=None, sampler=batches, num_workers=self.workers,
+                               generator=gen))
+
+    def next(self) -> torch.Tensor:
+        epoch, pos = divmod(self.n, self.per_epoch)
+        if self._it is None or pos == 0:
+            self._it = self._epoch(epoch, pos)
+        self.n += 1
+        return next(self._it)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def training_state(gan: engine.GAN, cfg: Config, step: int, store_info: dict) -> dict:
+    rng = {"torch": torch.get_rng_state(), "z": gan.z_gen.get_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return {
+        "step": step, "config": to_dict(cfg), "store": store_info,
+        "G": engine.unwrap(gan.G).state_dict(), "D": engine.unwrap(gan.D).state_dict(),
+        "G_ema": gan.G_ema.state_dict(), "opt_g": gan.opt_g.state_dict(), "opt_d": gan.opt_d.state_dict(),
+        "scaler": gan.scaler.state_dict(), "rng": rng,
+    }
+
+
+def restore(gan: engine.GAN, state: dict, where: str) -> int:
+    load_weights(engine.unwrap(gan.G), state["G"], f"{where} [G]")
+    load_weights(engine.unwrap(gan.D), state["D"], f"{where} [D]")
+    load_weights(gan.G_ema, state["G_ema"], f"{where} [G_ema]")
+    gan.opt_g.load_state_dict(state["opt_g"])
+    gan.opt_d.load_state_dict(state["opt_d"])
+    gan.scaler.load_state_dict(state["scaler"])
+    torch.set_rng_state(state["rng"]["torch"])
+    gan.z_gen.set_state(state["rng"]["z"])
+    if "cuda" in state["rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    return int(state["step"])
+
+
+def resume_path(cfg: Config, run: Path) -> Path | None:
+    r = cfg.train.resume
+    if r == "never":
+        return None
+    if r == "auto":
+        p = run / "checkpoints" / "last.pt"
+        return p if p.exists() else None
+    p = Path(r)
+    if p.is_dir():
+        p = p / "checkpoints" / "last.pt"
+    if not p.exists():
+        raise CheckpointError(f"{r}: train.resume points at no checkpoint")
+    return p
+
+
+# ----------------------------------------------------------------------------- validation / samples
+@torch.no_grad()
+def validate(gan: engine.GAN, cfg: Config, val_ds, step: int, writer, log: JsonlLog) -> dict:
+    """Val PSNR/SSIM of G_ema vs copy-last on the same windows; an image grid; a rollout GIF."""
+    from framegan import metrics
+    from framegan.rollout import rollout
+
+    K, G = cfg.data.context, gan.G_ema
+    gen = torch.Generator(gan.device).manual_seed(cfg.train.seed)
+    sums, n = {"psnr": 0.0, "ssim": 0.0, "psnr_copy_last": 0.0, "ssim_copy_last": 0.0}, 0
+    first = None
+    B = cfg.train.batch_size
+    for start in range(0, min(len(val_ds), B * cfg.train.val_batches), B):
+        # Fixed windows, no DataLoader: validation must not touch the training RNG streams.
+        clip = val_ds[list(range(start, min(start + B, len(val_ds))))].to(gan.device)
+        ctx, truth = engine.split_clip(clip, K)
+        with engine.autocast(gan):
+            pred = G(ctx, G.sample_z(ctx.shape[0], device=gan.device, generator=gen)).float()
+        for name, p in (("", pred), ("_copy_last", ctx[:, -1])):
+            sums["psnr" + name] += metrics.psnr(p, truth).clamp(max=100).sum().item()
+            sums["ssim" + name] += metrics.ssim(p, truth).sum().item()
+        n += clip.shape[0]
+        first = first if first is not None else clip
+    if n == 0:
+        return {}
+    out = {f"val/{k}": v / n for k, v in sums.items()}
+    for k, v in out.items():
+        writer.add_scalar(k, v, step)
+    log.write({"step": step, **out})
+    # Image grid: per row, context | truth | 3 samples.
+    rows = []
+    ctx, truth = engine.split_clip(first[:4], K)
+    samples = [G(ctx, G.sample_z(ctx.shape[0], device=gan.device, generator=gen)) for _ in range(3)]
+    for b in range(ctx.shape[0]):
+        rows.append(to_pixels(torch.cat([ctx[b], truth[b:b + 1]] + [s[b:b + 1] for s in samples])))
+    writer.add_image("samples/context|truth|3 samples", tile(rows), step, dataformats="HWC")
+    # Rollout video: one context, 4 sampled futures side by side, fed back autoregressively.
+    fut = rollout(G, ctx[0], cfg.train.video_frames, samples=4, seed=cfg.train.seed)  # (S, T, C, H, W)
+    ctx_rep = ctx[0].unsqueeze(0).expand(fut.shape[0], -1, -1, -1, -1).to(fut.device)
+    video = to_pixels(torch.cat([ctx_rep, fut], dim=1))                               # (S, K+T, H, W, 3)
+    add_gif(writer, "rollout/4 samples", np.concatenate(list(video), axis=2), step, fps=4)
+    return out
+
+
+# ----------------------------------------------------------------------------- the run
+def train(cfg: Config) -> Path:
+    d = distributed.init(cfg.train.device)
+    try:
+        return _train(cfg, d)
+    finally:
+        distributed.shutdown(d)
+
+
+def _train(cfg: Config, d: distributed.Dist) -> Path:
+    from framegan.data import ClipDataset
+    from framegan.store import open_store
+
+    t, K = cfg.train, cfg.data.context
+    device = pick_device(t.device, d)
+    dtype = pick_precision(t.precision, device)
+    torch.manual_seed(t.seed + d.rank)  # per-rank seeds: ranks must not draw identical noise
+    np.random.seed(t.seed + d.rank)
+    if t.deterministic:
+        torch.use_deterministic_algorithms(True)
+    if t.batch_size % d.world:
+        raise ConfigError(f"train.batch_size={t.batch_size} is not divisible by {d.world} processes")
+
+    store = open_store(ensure_store(cfg.data.root, d))
+    H, W = store.size
+    if H % 2 ** cfg.model.depth or W % 2 ** cfg.model.depth:
+        raise ConfigError(f"frames are {H}x{W}: model.depth={cfg.model.depth} needs both divisible by "
+                          f"{2 ** cfg.model.depth}")
+    store_info = {**store.preprocess, "size": [H, W], "fps": store.fps}
+    ds_args = dict(context=K, stride=cfg.data.stride, val_fraction=cfg.data.val_fraction)
+    train_ds = ClipDataset(store, horizon=cfg.data.horizon, split="train", augment=cfg.data.augment, **ds_args)
+    val_ds = ClipDataset(store, horizon=1, split="val", **ds_args)
+
+    G = build_generator(cfg.model, K).to(device)
+    D = build_discriminator(cfg.model, K).to(device)
+    if t.channels_last:
+        G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
+    gan = engine.build_gan(cfg, G, D, device, dtype)
+    if t.compile:
+        gan.G, gan.D = torch.compile(G), torch.compile(D)
+
+    run = make_run_dir(cfg, d)
+    ckpt = resume_path(cfg, run)
+    step = 0
+    if ckpt is not None:
+        state = load_checkpoint(ckpt, map_location=device)
+        old = checkpoint_config(state, ckpt)
+        if old.model != cfg.model or old.data.context != K:
+            raise CheckpointError(f"{ckpt}: was trained with another architecture (model/context differ)")
+        step = restore(gan, state, str(ckpt))
+        if d.enabled:  # per-rank streams: offset so ranks keep drawing different noise
+            gan.z_gen.manual_seed(t.seed + 1 + 1000 * d.rank + step)
+    elif d.enabled:
+        gan.z_gen.manual_seed(t.seed + 1 + 1000 * d.rank)
+    batches = Batches(train_ds, t.batch_size // d.world, d, t.seed, step * t.n_d, cfg.data.num_workers)
+    reduce = (lambda m: distributed.all_reduce_grads(m, d.world)) if d.enabled else None
+
+    writer = log = None
+    if d.main:
+        from torch.utils.tensorboard import SummaryWriter
+        (run / "config.yaml").write_text(to_yaml(cfg))
+        writer = SummaryWriter(str(run / "tb"), purge_step=step if ckpt else None)
+        log = JsonlLog(run / "metrics.jsonl", resume_step=step if ckpt else None)
+        print(f"run dir: {run}   (TensorBoard: tensorboard --logdir {run / 'tb'})")
+        print(f"G {count_params(G) / 1e6:.2f} M params, D {count_params(D) / 1e6:.2f} M params; "
+              f"{len(train_ds)} train / {len(val_ds)} val windows; device {device}, "
+              f"autocast {dtype or 'off'}" + (f"; resumed at step {step} from {ckpt}" if ckpt else ""))
+        print(f"resume after an interruption: python -m framegan.train --resume {run}")
+
+    def save(step: int) -> None:
+        if not d.main:
+            return
+        state = training_state(gan, cfg, step, store_info)
+        save_checkpoint(run / "checkpoints" / "last.pt", state)
+        if t.keep_every and step % t.keep_every == 0:
+            save_checkpoint(run / "checkpoints" / f"step_{step:07d}.pt", state)
+
+    bar = tqdm(total=t.steps, initial=step, disable=not d.main, dynamic_ncols=True, desc="train")
+    tic, tic_step = time.perf_counter(), step
+    try:
+        while step < t.steps:
+            gan.G.train()
+            d_out = {}
+            for _ in range(t.n_d):
+                clip = batches.next().to(device, non_blocking=True)
+                if cfg.loss.adv_weight > 0:  # adv_weight 0 is the pure regression baseline: no D
+                    d_out = engine.d_step(gan, cfg, clip, step, reduce)
+            g_out = engine.g_step(gan, cfg, clip, step, reduce)
+            engine.update_ema(gan, cfg, step)
+            step += 1
+            bar.update(1)
+            if d.main and (step % t.log_every == 0 or step == t.steps):
+                now = time.perf_counter()
+                scalars = {k: float(v) for k, v in {**d_out, **g_out}.items()}
+                scalars.update(lr_g=gan.opt_g.param_groups[0]["lr"], lr_d=gan.opt_d.param_groups[0]["lr"],
+                               steps_per_s=(step - tic_step) / max(now - tic, 1e-9))
+                tic, tic_step = now, step
+                for k, v in scalars.items():
+                    writer.add_scalar(f"train/{k}", v, step)
+                log.write({"step": step, **scalars})
+                bar.set_postfix(d=f"{scalars.get('d_total', 0):.3f}", g=f"{scalars['g_total']:.3f}",
+                                it_s=f"{scalars['steps_per_s']:.2f}")
+            if step % t.save_every == 0 or step == t.steps:
+                save(step)
+            if d.main and (step % t.sample_every == 0 or step == t.steps):
+                v = validate(gan, cfg, val_ds, step, writer, log) if len(val_ds) else {}
+                if v:
+                    tqdm.write(f"step {step}: val PSNR {v['val/psnr']:.2f} dB (copy-last "
+                               f"{v['val/psnr_copy_last']:.2f}), SSIM {v['val/ssim']:.3f} "
+                               f"(copy-last {v['val/ssim_copy_last']:.3f})")
+    finally:
+        bar.close()
+        if writer is not None:
+            writer.close()
+            log.close()
+    if d.main:
+        print(f"done: {run / 'checkpoints' / 'last.pt'}")
+    return run
+
+
+def resolve_config(args) -> Config:
+    """--resume takes the config stored in the checkpoint (overrides still apply, e.g. more steps)."""
+    if not args.resume:
+        return load_config(args.config, args.overrides)
+    p = Path(args.resume)
+    ckpt = p / "checkpoints" / "last.pt" if p.is_dir() else p
+    if not ckpt.exists():
+        raise CheckpointError(f"{args.resume}: no checkpoint to resume from")
+    run = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+    old = checkpoint_config(load_checkpoint(ckpt), ckpt)
+    return load_config(args.config, [*args.overrides, f"run.dir={run}", f"train.resume={ckpt}"],
+                       base=to_dict(old))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m framegan.train", description=__doc__.splitlines()[0])
+    ap.add_argument("--config", help="YAML config (default: built-in defaults = configs/default.yaml)")
+    ap.add_argument("--resume", metavar="RUN_DIR|CKPT", help="continue a run from its last checkpoint")
+    ap.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.steps=200")
+    args = ap.parse_args(argv)
+    from framegan.store import StoreError
+    from framegan.video import VideoError
+    try:
+        train(resolve_config(args))
+    except (ConfigError, CheckpointError, StoreError, VideoError, engine.NonFiniteLoss) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: the last checkpoint is intact; resume with --resume RUN_DIR", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""framegan: next-frame video prediction with conditional GANs."""
+from setuptools import find_packages, setup
+
+setup(
+    name="framegan",
+    version="0.1.0",
+    description="Next-frame video prediction with conditional GANs: G(x, z) + temporal D.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["framegan", "framegan.*"]),
+    # Lower bounds only: the versions these were developed against; nothing pinned exactly.
+    install_requires=[
+        "torch>=2.2",
+        "torchvision>=0.17",
+        "opencv-python>=4.8",
+        "av>=12",
+        "einops>=0.7",
+        "tensorboard>=2.14",
+        "numpy>=1.24",
+        "omegaconf>=2.3",        # typed structured configs + YAML + dotlist overrides
+        "tqdm>=4.66",            # progress bars
+        "pillow>=10",            # GIF writing (TensorBoard animated summaries, rollout .gif)
+        "torchmetrics>=1.3",     # PSNR / SSIM (well-kept reference implementations)
+        "pyyaml>=6",
+    ],
+    extras_require={
+        "dev": ["pytest>=7", "ruff>=0.4", "psutil>=5.9"],
+        "atari": ["ale-py>=0.9"],
+    },
+    entry_points={
+        "console_scripts": [
+            "framegan-extract=framegan.extract:main",
+            "framegan-train=framegan.train:main",
+            "framegan-rollout=framegan.rollout:main",
+            "framegan-evaluate=framegan.evaluate:main",
+        ]
+    },
+)

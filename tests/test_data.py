@@ -1,0 +1,106 @@
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from framegan.data import ClipDataset, make_loader
+from framegan.frames import to_model
+from framegan.store import StoreError
+
+
+def tagged(seg, n, h=8, w=10):
+    """Frames that say where they come from: channel 0 = segment, channel 1 = frame index,
+    channel 2 = a left-to-right ramp (so a horizontal flip is visible)."""
+    out = np.zeros((n, h, w, 3), np.uint8)
+    out[..., 0], out[..., 1] = seg, np.arange(n)[:, None, None]
+    out[..., 2] = np.arange(w) * 20
+    return out
+
+
+def origin(window: torch.Tensor):
+    """(segment, frame index) of every frame in a (T, C, H, W) window."""
+    pixels = np.round((window[:, :2, 0, 0].numpy() + 1) * 127.5).astype(int)
+    return [tuple(p) for p in pixels]
+
+
+def test_windows_never_cross_segments(make_store):
+    lengths = [7, 3, 12, 5]
+    ds = ClipDataset(make_store([tagged(s, n) for s, n in enumerate(lengths)]), context=4, horizon=1,
+                     split="all")
+    assert len(ds) == sum(max(0, n - 4) for n in lengths) == 3 + 0 + 8 + 1
+    for i, (seg, start) in enumerate(ds.windows):
+        assert origin(ds[i]) == [(seg, start + k) for k in range(5)]
+        assert start + 5 <= lengths[seg]
+
+
+def test_horizon_and_stride(make_store):
+    ds = ClipDataset(make_store([tagged(0, 20)]), context=3, horizon=2, stride=4, split="all")
+    assert ds.windows == [(0, 0), (0, 4), (0, 8), (0, 12)]
+    assert ds[3].shape == (5, 3, 8, 10)
+
+
+def test_items_are_model_floats_and_batches_match(make_store):
+    seg = np.random.default_rng(0).integers(0, 256, (9, 8, 10, 3), dtype=np.uint8)
+    ds = ClipDataset(make_store([seg]), context=4, split="all")
+    item = ds[2]
+    assert item.dtype == torch.float32 and item.shape == (5, 3, 8, 10)
+    assert torch.equal(item, to_model(seg[2:7]))
+    assert -1 <= item.min() and item.max() <= 1
+    batch = ds[[0, 2, 4]]
+    assert batch.shape == (3, 5, 3, 8, 10) and torch.equal(batch[1], item)
+
+
+def test_split_by_whole_segments_is_deterministic_and_disjoint(make_store):
+    path = make_store([tagged(s, 8) for s in range(30)])
+    train = ClipDataset(path, context=4, split="train", val_fraction=0.2)
+    val = ClipDataset(path, context=4, split="val", val_fraction=0.2)
+    train_segs, val_segs = {s for s, _ in train.windows}, {s for s, _ in val.windows}
+    assert train_segs and val_segs and not train_segs & val_segs
+    assert train_segs | val_segs == set(range(30))
+    assert ClipDataset(path, context=4, split="val", val_fraction=0.2).windows == val.windows
+    assert len(train) + len(val) == len(ClipDataset(path, context=4, split="all"))
+
+
+def test_few_segments_split_by_their_tails(make_store):
+    path = make_store([tagged(0, 40), tagged(1, 30), tagged(2, 7)])
+    train = ClipDataset(path, context=4, split="train", val_fraction=0.25)
+    val = ClipDataset(path, context=4, split="val", val_fraction=0.25)
+    frames = {}
+    for name, ds in (("train", train), ("val", val)):
+        frames[name] = {(seg, start + k) for seg, start in ds.windows for k in range(5)}
+    assert not frames["train"] & frames["val"]  # no frame is seen by both
+    assert {s for s, _ in val.windows} == {0, 1}  # the 7-frame segment cannot spare a tail
+    assert min(start for seg, start in val.windows if seg == 0) == 30  # last 10 of 40 frames
+    assert max(start for seg, start in train.windows if seg == 0) == 25
+
+
+def test_augment_flips_whole_windows_horizontally(make_store):
+    ds = ClipDataset(make_store([tagged(0, 6)]), context=4, split="all", augment=True)
+    plain = ClipDataset(ds.store, context=4, split="all")[0]
+    torch.manual_seed(0)
+    seen = set()
+    for _ in range(20):
+        item = ds[0]
+        flipped = torch.equal(item, plain.flip(-1))
+        assert flipped or torch.equal(item, plain)
+        seen.add(flipped)
+    assert seen == {True, False}
+    assert not ClipDataset(ds.store, context=4, split="all").augment  # off by default
+
+
+def test_no_window_fits_is_a_one_line_error(make_store):
+    path = make_store([tagged(0, 4), tagged(1, 3)])
+    with pytest.raises(StoreError, match="no train window of 5 frames .* longest 4 frames"):
+        ClipDataset(path, context=4)
+    with pytest.raises(StoreError, match="no val window"):
+        ClipDataset(make_store([tagged(0, 20)], name="s2"), context=4, split="val", val_fraction=0)
+
+
+def test_make_loader_batches_and_pickles_lightly(make_store):
+    ds = ClipDataset(make_store([tagged(0, 30), tagged(1, 30)]), context=4, split="all")
+    batches = list(make_loader(ds, batch_size=8, seed=1))
+    assert len(batches) == len(ds) // 8 and batches[0].shape == (8, 5, 3, 8, 10)
+    again = list(make_loader(ds, batch_size=8, seed=1))
+    assert all(torch.equal(a, b) for a, b in zip(batches, again))
+    assert len(pickle.dumps(ds)) < 10_000  # workers get the store path, not the frames

@@ -1,0 +1,120 @@
+"""framegan.evaluate: perfect predictors score inf/1, pooling and best-of-S, the CLI's files and errors."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from test_rollout import SIZE, K, make_checkpoint, sliding_square, write_store
+
+from framegan.checkpoint import load_generator
+from framegan.data import ClipDataset
+from framegan.evaluate import COPY_LAST, evaluate_models, main
+
+T = 3
+
+
+class Oracle(torch.nn.Module):
+    """A 'generator' that is exactly right on a clip that scrolls one pixel right per frame."""
+
+    context, z_dim = K, 0
+
+    def __init__(self):
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(()))  # rollout reads the device from parameters
+
+    def forward(self, x, z=None):
+        return torch.roll(x[:, -1], shifts=1, dims=-1)
+
+
+def scrolling(n: int) -> np.ndarray:
+    first = np.random.default_rng(0).integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+    return np.stack([np.roll(first, i, axis=1) for i in range(n)])
+
+
+def test_perfect_predictor_is_inf_and_one(tmp_path):
+    ds = ClipDataset(write_store(tmp_path / "s", scrolling(10)), context=K, horizon=T, split="all")
+    r = evaluate_models({"oracle": Oracle(), COPY_LAST: None}, ds, T, samples=2, progress=False)
+    oracle, copy = r["models"]["oracle"], r["models"][COPY_LAST]
+    assert r["windows"] == 10 - K - T + 1 and oracle["samples"] == 1
+    for key in ("psnr", "sharpness", "psnr_moving", "sharpness_moving"):
+        assert all(math.isinf(v) and v > 0 for v in oracle[key]["mean"]["steps"]), key
+        assert math.isinf(oracle[key]["best"]["all"])
+    for key in ("ssim", "ssim_moving"):
+        assert oracle[key]["mean"]["steps"] == pytest.approx([1.0] * T, abs=1e-6)
+    assert all(f > 0.9 for f in r["moving_fraction"])  # a scrolling random texture: nearly all moves
+    assert all(math.isfinite(v) and v < 30 for v in copy["psnr"]["mean"]["steps"])
+    assert oracle["diversity"]["steps"] == [0.0] * T
+
+
+def test_copy_last_of_a_static_clip_is_perfect(tmp_path):
+    still = np.repeat(scrolling(1), 8, axis=0)
+    ds = ClipDataset(write_store(tmp_path / "s", still), context=K, horizon=T, split="all")
+    r = evaluate_models({COPY_LAST: None}, ds, T, progress=False)
+    copy = r["models"][COPY_LAST]
+    assert all(math.isinf(v) for v in copy["psnr"]["mean"]["steps"])
+    assert copy["ssim"]["mean"]["steps"] == pytest.approx([1.0] * T, abs=1e-6)
+    assert r["moving_fraction"] == [0.0] * T  # the moving-area mask is empty ...
+    assert all(math.isnan(v) for v in copy["psnr_moving"]["mean"]["steps"])  # ... so no moving score
+
+
+def test_mean_vs_best_of_samples_and_determinism(tmp_path):
+    ds = ClipDataset(write_store(tmp_path / "s", sliding_square(12)), context=K, horizon=T, split="all")
+    G, _, _ = load_generator(make_checkpoint(tmp_path / "z.pt", z_dim=4), "cpu")
+    G0, _, _ = load_generator(make_checkpoint(tmp_path / "d.pt", z_dim=0), "cpu")
+    models = {"gan": G, "det": G0, COPY_LAST: None}
+    a = evaluate_models(models, ds, T, samples=3, seed=5, max_windows=4, progress=False)
+    assert a == evaluate_models(models, ds, T, samples=3, seed=5, max_windows=4, progress=False)
+    assert a["windows"] == 4
+    gan = a["models"]["gan"]
+    assert gan["samples"] == 3 and a["models"]["det"]["samples"] == 1
+    assert gan["psnr"]["best"]["all"] >= gan["psnr"]["mean"]["all"]
+    assert gan["ssim"]["best"]["all"] >= gan["ssim"]["mean"]["all"]
+    assert gan["psnr"]["best"]["all"] > gan["psnr"]["mean"]["all"] + 1e-4  # samples really differ
+    assert gan["diversity"]["all"] > 0 and a["models"]["det"]["diversity"]["all"] == 0
+    b = evaluate_models(models, ds, T, samples=3, seed=6, max_windows=4, progress=False)
+    assert b["models"]["gan"]["psnr"] != gan["psnr"] and b["models"]["det"] == a["models"]["det"]
+
+
+def test_cli_writes_json_plot_and_table(tmp_path, capsys):
+    store = write_store(tmp_path / "s", sliding_square(12))
+    ckpt = make_checkpoint(tmp_path / "run" / "gan.pt", z_dim=4)
+    base = make_checkpoint(tmp_path / "reg" / "regression.pt", z_dim=0)
+    out = tmp_path / "eval"
+    code = main(["--checkpoint", str(ckpt), "--data", str(store), "--split", "all", "--horizon", str(T),
+                 "--samples", "2", "--baseline", str(base), "--baseline", str(base), "--max-windows", "5",
+                 "--out", str(out)])
+    stdout = capsys.readouterr().out
+    assert code == 0
+    r = json.loads((out / "metrics.json").read_text())
+    assert list(r["models"]) == ["gan", "regression", "regression#2", COPY_LAST]
+    assert r["models"]["regression"]["psnr"] == r["models"]["regression#2"]["psnr"]
+    assert r["windows"] == 5 and r["horizon"] == T and r["split"] == "all"
+    assert len(r["models"]["gan"]["ssim_moving"]["best"]["steps"]) == T
+    assert Image.open(out / "metrics.png").size[0] > 400
+    assert "gan (best of 2)" in stdout and "regression" in stdout and COPY_LAST in stdout
+    assert "FVD and LPIPS skipped" in stdout and "frames/s" not in stdout
+
+
+@pytest.mark.parametrize("case", ["missing-checkpoint", "missing-store", "horizon-0", "other-size",
+                                  "no-val-windows"])
+def test_cli_errors_are_one_line(tmp_path, capsys, case):
+    store = write_store(tmp_path / "s", sliding_square(12))
+    args = {"--checkpoint": make_checkpoint(tmp_path / "c.pt"), "--data": store, "--split": "all",
+            "--horizon": T, "--out": tmp_path / "eval"}
+    if case == "missing-checkpoint":
+        args["--checkpoint"] = tmp_path / "none.pt"
+    elif case == "missing-store":
+        args["--data"] = tmp_path / "nothing"
+    elif case == "horizon-0":
+        args["--horizon"] = 0
+    elif case == "other-size":
+        args["--data"] = write_store(tmp_path / "big", sliding_square(12, size=32))
+    elif case == "no-val-windows":
+        args["--split"], args["--horizon"] = "val", 20  # 12 frames cannot hold K + 20
+    code = main([str(x) for kv in args.items() for x in kv])
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
+    assert not (tmp_path / "eval").exists()

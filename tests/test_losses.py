@@ -1,0 +1,122 @@
+"""Losses on hand-made inputs: signs, known values, zeros where the maths says zero."""
+import math
+
+import pytest
+import torch
+
+from framegan import losses as L
+from framegan.config import AdvType
+
+
+def t(*v):
+    return torch.tensor(v, dtype=torch.float32)
+
+
+def test_hinge_perfect_discriminator_is_zero_and_imperfect_is_positive():
+    assert L.d_adversarial(t(1.0, 3.0), t(-1.0, -5.0), "hinge").item() == 0.0
+    assert L.d_real_loss(t(0.5), "hinge").item() == pytest.approx(0.5)
+    assert L.d_fake_loss(t(0.5), "hinge").item() == pytest.approx(1.5)
+    assert L.g_adversarial(t(2.0, -1.0), "hinge").item() == pytest.approx(-0.5)
+
+
+def test_nonsaturating_known_values():
+    log2 = math.log(2.0)
+    assert L.d_adversarial(t(0.0), t(0.0), "nonsaturating").item() == pytest.approx(2 * log2)
+    assert L.g_adversarial(t(0.0), "nonsaturating").item() == pytest.approx(log2)
+    # -log sigmoid(2) and -log(1 - sigmoid(-3))
+    assert L.d_real_loss(t(2.0), "nonsaturating").item() == pytest.approx(math.log1p(math.exp(-2)))
+    assert L.d_fake_loss(t(-3.0), "nonsaturating").item() == pytest.approx(math.log1p(math.exp(-3)))
+    # a confident, correct D has a small loss; a fooled one a large loss
+    assert L.d_adversarial(t(10.0), t(-10.0), "nonsaturating") < 1e-3
+    assert L.d_adversarial(t(-10.0), t(10.0), "nonsaturating") > 19
+
+
+def test_lsgan_known_values():
+    assert L.d_adversarial(t(1.0), t(0.0), "lsgan").item() == 0.0
+    assert L.d_real_loss(t(0.5, -1.0), "lsgan").item() == pytest.approx((0.25 + 4.0) / 2)
+    assert L.d_fake_loss(t(2.0), "lsgan").item() == pytest.approx(4.0)
+    assert L.g_adversarial(t(1.0), "lsgan").item() == 0.0
+    assert L.g_adversarial(t(0.0), "lsgan").item() == pytest.approx(1.0)
+
+
+def test_kind_accepts_enum_and_rejects_unknown():
+    assert L.g_adversarial(t(1.0), AdvType.lsgan).item() == 0.0
+    with pytest.raises(ValueError):
+        L.g_adversarial(t(1.0), "wasserstein")
+
+
+def test_g_loss_gradient_pushes_fake_logits_up_for_every_kind():
+    for kind in ("hinge", "nonsaturating", "lsgan"):
+        f = torch.zeros(4, requires_grad=True)
+        L.g_adversarial(f, kind).backward()
+        assert (f.grad < 0).all(), kind  # minimising raises the fake logits
+
+
+def test_l1_l2_with_and_without_weight():
+    pred, target = torch.zeros(1, 1, 2, 2), torch.tensor([[[[1.0, -1.0], [0.5, 0.0]]]])
+    assert L.l1(pred, target).item() == pytest.approx(2.5 / 4)
+    assert L.l2(pred, target).item() == pytest.approx(2.25 / 4)
+    w = torch.tensor([[[[2.0, 0.0], [1.0, 1.0]]]])
+    assert L.l1(pred, target, w).item() == pytest.approx((2 + 0.5) / 4)
+    assert L.l2(pred, target, torch.ones_like(w)).item() == pytest.approx(L.l2(pred, target).item())
+
+
+def test_per_sample_l1_and_best_of_k():
+    pred = torch.zeros(3, 2, 4, 4)
+    target = torch.stack([torch.zeros(2, 4, 4), torch.ones(2, 4, 4), -0.5 * torch.ones(2, 4, 4)])
+    assert L.per_sample_l1(pred, target).tolist() == pytest.approx([0.0, 1.0, 0.5])
+    losses = t(3.0, 1.0, 2.0, 0.5, 4.0, 0.25).reshape(2, 3)  # k = 2 samples, B = 3 contexts
+    assert L.best_of_k(losses).item() == pytest.approx((0.5 + 1.0 + 0.25) / 3)
+
+
+def test_motion_weight_marks_changed_pixels_only():
+    last = -torch.ones(1, 3, 2, 3)
+    target = last.clone()
+    target[0, 2, 0, 0] = 0.9    # big change in one channel only: counts
+    target[0, :, 1, 2] += 0.04  # below the threshold: codec noise, does not count
+    w = L.motion_weight(last, target, 20.0)
+    assert w.shape == (1, 1, 2, 3)
+    expected = torch.ones(1, 1, 2, 3)
+    expected[0, 0, 0, 0] = 21.0
+    assert torch.equal(w, expected)
+
+
+def test_gdl_zero_for_identical_and_offset_images_positive_for_shifted():
+    img = torch.zeros(2, 3, 8, 8)
+    img[:, :, 2:5, 2:5] = 1.0
+    assert L.gdl(img, img).item() == 0.0
+    assert L.gdl(img + 0.3, img).item() == pytest.approx(0.0, abs=1e-6)  # same edges
+    shifted = torch.roll(img, 2, dims=-1)
+    assert L.gdl(shifted, img).item() > 0.05
+    blurred = torch.nn.functional.avg_pool2d(img, 3, 1, 1)
+    assert L.gdl(blurred, img, alpha=2.0).item() > 0
+
+
+def test_r1_zero_for_input_independent_d_and_known_for_linear_d():
+    ctx = torch.randn(4, 2, 3, 4, 4, requires_grad=True)
+    frame = torch.randn(4, 3, 4, 4, requires_grad=True)
+    bias = torch.tensor(0.7, requires_grad=True)
+    flat = bias + 0 * (ctx.sum(dim=(1, 2, 3, 4)) + frame.sum(dim=(1, 2, 3)))
+    assert L.r1_penalty(flat, [ctx, frame]).item() == 0.0
+
+    w = torch.full((3, 4, 4), 0.5, requires_grad=True)
+    logits = (frame * w).sum(dim=(1, 2, 3)) + 0 * ctx.sum(dim=(1, 2, 3, 4))
+    r1 = L.r1_penalty(logits, [ctx, frame])
+    assert r1.item() == pytest.approx(48 * 0.25)  # sum of w^2 for every sample
+    r1.backward()  # create_graph=True: the penalty trains D's weights
+    assert torch.allclose(w.grad, torch.full_like(w, 2 * 0.5))
+
+
+def test_diversity_sign_cap_and_detached_denominator():
+    out1 = torch.zeros(2, 3, 4, 4, requires_grad=True)
+    out2 = torch.full((2, 3, 4, 4), 0.2)
+    z1 = torch.zeros(2, 8, requires_grad=True)
+    z2 = torch.ones(2, 8)
+    loss = L.diversity(out1, out2, z1, z2, cap=1.0)
+    assert loss.item() == pytest.approx(-0.2)
+    loss.backward()
+    assert z1.grad is None  # denominator carries no gradient
+    assert (out1.grad > 0).all()  # lowering out1 (away from out2) lowers the loss
+    assert L.diversity(out2, out2, z1, z2, cap=1.0).item() == 0.0
+    far = torch.full((2, 3, 4, 4), -1.0)
+    assert L.diversity(far, out2, z1, 0.1 * z2, cap=1.0).item() == pytest.approx(-1.0)  # capped

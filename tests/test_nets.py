@@ -1,0 +1,230 @@
+"""Generator and discriminator: shapes, z, gradient flow, trainability, size."""
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from framegan import losses as L
+from framegan.config import ModelConfig
+from framegan.nets import build_discriminator, build_generator, count_params
+
+MODES = ("concat", "add", "modulate")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These nets are too small to gain from a second thread, and on a busy shared CPU two
+    OpenMP threads waiting on each other made this file ~8x slower (206 s vs 25 s measured)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def small(**kw) -> ModelConfig:
+    """A tiny config so each test runs in well under a second on a CPU."""
+    base = {"width": 8, "depth": 3, "z_dim": 4, "d_width": 8, "d_depth": 3, "d_patch": 8, "d_layers": 1,
+            "d_heads": 2}
+    return ModelConfig(**{**base, **kw})
+
+
+def frames(*shape, seed=0):
+    """Smooth random frames in [-1, 1] (upsampled noise: closer to video than white noise)."""
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand(*shape[:-2], shape[-2] // 4, shape[-1] // 4, generator=g) * 2 - 1
+    flat = low.reshape(-1, *low.shape[-3:])
+    return F.interpolate(flat, size=shape[-2:], mode="bilinear").reshape(shape)
+
+
+@pytest.mark.parametrize("size,k", list(itertools.product((64, 128), (1, 2, 4))))
+def test_generator_shapes_every_mode(size, k):
+    x = frames(2, k, 3, size, size)
+    for mode, residual in itertools.product(MODES, (True, False)):
+        G = build_generator(small(z_inject=mode, residual=residual), k)
+        y = G(x, G.sample_z(2))
+        assert y.shape == (2, 3, size, size), (mode, residual)
+        assert y.dtype == torch.float32 and y.abs().max() <= 1.0 and torch.isfinite(y).all()
+        assert G.context == k and G.z_dim == 4
+
+
+@pytest.mark.parametrize("backbone,size,k", list(itertools.product(("cnn", "transformer"), (64, 128), (1, 2, 4))))
+def test_discriminator_shapes(backbone, size, k):
+    D = build_discriminator(small(d_backbone=backbone), k)
+    logits = D(frames(2, k, 3, size, size), frames(2, 3, size, size, seed=1))
+    assert logits.shape == (2, 1, size // 8, size // 8)  # d_depth 3 and d_patch 8: both /8
+    assert torch.isfinite(logits).all() and D.context == k
+
+
+@pytest.mark.parametrize("h,w", [(160, 208), (208, 160)])
+def test_atari_sized_non_square_frames_run_through_default_nets(h, w):
+    x, frame = frames(1, 4, 3, h, w), frames(1, 3, h, w, seed=1)
+    G = build_generator(ModelConfig(), 4)
+    assert G(x, G.sample_z(1)).shape == (1, 3, h, w)
+    for backbone in ("cnn", "transformer"):
+        D = build_discriminator(ModelConfig(d_backbone=backbone), 4)
+        assert D(x, frame).shape == (1, 1, h // 8, w // 8)
+
+
+def test_bad_inputs_raise_clear_errors():
+    G, D = build_generator(small(), 2), build_discriminator(small(), 2)
+    x = frames(1, 2, 3, 64, 64)
+    with pytest.raises(ValueError, match="divisible by 8"):
+        G(frames(1, 2, 3, 60, 64), G.sample_z(1))
+    with pytest.raises(ValueError, match="K=2"):
+        G(frames(1, 3, 3, 64, 64), G.sample_z(1))
+    with pytest.raises(ValueError, match="z of shape"):
+        G(x)
+    with pytest.raises(ValueError, match="K=2"):
+        D(frames(1, 1, 3, 64, 64), x[:, 0])
+    with pytest.raises(ValueError, match="divisible"):
+        build_discriminator(small(d_backbone="transformer", d_patch=6), 2)(x, x[:, 0])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_z_changes_the_output_and_same_z_repeats_it(mode):
+    for residual in (True, False):
+        G = build_generator(small(z_inject=mode, residual=residual), 2)
+        x, z1, z2 = frames(2, 2, 3, 32, 32), G.sample_z(2), G.sample_z(2)
+        assert torch.equal(G(x, z1), G(x, z1))
+        assert (G(x, z1) - G(x, z2)).abs().mean() > 1e-3, (mode, residual)
+
+
+def test_z_dim_zero_is_deterministic():
+    G = build_generator(small(z_dim=0), 2)
+    x = frames(3, 2, 3, 32, 32)
+    z = G.sample_z(3)
+    assert z.shape == (3, 0)
+    y = G(x)
+    assert torch.equal(y, G(x, z)) and torch.equal(y, G(x))
+    assert torch.equal(y, G.eval()(x))  # no batch statistics: train and eval modes agree
+
+
+def test_sample_z_distributions_and_seeding():
+    gauss = build_generator(small(z_dim=16, z_dist="gaussian"), 1)
+    unif = build_generator(small(z_dim=16, z_dist="uniform"), 1)
+    zg = gauss.sample_z(4000, generator=torch.Generator().manual_seed(0))
+    zu = unif.sample_z(4000, generator=torch.Generator().manual_seed(0))
+    assert zg.shape == zu.shape == (4000, 16)
+    assert abs(zg.std().item() - 1.0) < 0.02 and zg.abs().max() > 3
+    assert zu.min() >= -1 and zu.max() <= 1 and abs(zu.std().item() - 3**-0.5) < 0.02
+    again = gauss.sample_z(4000, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(zg, again)
+
+
+def test_batch_members_do_not_interact():
+    G = build_generator(small(), 2)
+    x, z = frames(4, 2, 3, 32, 32), G.sample_z(4)
+    assert torch.allclose(G(x, z)[:1], G(x[:1], z[:1]), atol=1e-5)
+
+
+def test_residual_generator_starts_near_copy_last_and_can_light_up_black_pixels():
+    G = build_generator(small(residual=True), 2)
+    x = frames(2, 2, 3, 64, 64)
+    assert (G(x, G.sample_z(2)) - x[:, -1]).abs().mean() < 0.05
+    black = -torch.ones(2, 2, 3, 64, 64)  # saturated background: a hard clamp would block this
+    out = G(black, G.sample_z(2))
+    L.l1(out, torch.ones_like(out)).backward()
+    assert G.head.bias.grad is not None and (G.head.bias.grad < -1e-3).all()  # raise the output
+
+
+@pytest.mark.parametrize("mode,backbone", list(itertools.product(MODES, ("cnn", "transformer"))))
+def test_g_phase_gradient_reaches_every_g_parameter_and_no_d_parameter(mode, backbone):
+    G = build_generator(small(z_inject=mode), 2)
+    D = build_discriminator(small(d_backbone=backbone), 2)
+    D.requires_grad_(False)  # "freeze D, train G"
+    x = frames(2, 2, 3, 32, 32)
+    L.g_adversarial(D(x, G(x, G.sample_z(2))), "hinge").backward()
+    for name, p in G.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, f"no adversarial gradient reaches G.{name}"
+    assert all(p.grad is None for p in D.parameters())
+
+
+@pytest.mark.parametrize("backbone", ("cnn", "transformer"))
+def test_r1_double_backward_through_both_discriminators(backbone):
+    D = build_discriminator(small(d_backbone=backbone), 2)
+    ctx = frames(2, 2, 3, 32, 32).requires_grad_(True)
+    frame = frames(2, 3, 32, 32, seed=1).requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        r1 = L.r1_penalty(D(ctx, frame), [ctx, frame])
+    assert r1.item() > 0
+    r1.backward()  # needs a double backward through every layer (attention included)
+    weights = [p for name, p in D.named_parameters() if "weight" in name or "original" in name]
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in weights)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_diversity_loss_trains_g_to_use_z(mode):
+    torch.manual_seed(0)
+    G = build_generator(small(z_inject=mode, z_dim=8, depth=2), 2)
+    x, target = frames(4, 2, 3, 16, 16), frames(4, 3, 16, 16, seed=1)
+
+    def gap():  # mean |G(x, z1) - G(x, z2)| for two fresh noise draws
+        with torch.no_grad():
+            g = torch.Generator().manual_seed(5)
+            return (G(x, G.sample_z(4, generator=g)) - G(x, G.sample_z(4, generator=g))).abs().mean().item()
+
+    before = gap()
+    opt = torch.optim.Adam(G.parameters(), lr=2e-3, betas=(0.5, 0.999))
+    for _ in range(40):
+        z1, z2 = G.sample_z(4), G.sample_z(4)
+        o1, o2 = G(x, z1), G(x, z2)
+        loss = L.l1(o1, target) + L.l1(o2, target) + L.diversity(o1, o2, z1, z2, cap=1.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = gap()
+    # A G that ignored z would give a gap of exactly 0 here, whatever it learned.
+    assert after > 0.08 and after > 5 * before, (before, after)
+
+
+@pytest.mark.parametrize("backbone", ("cnn", "transformer"))
+def test_discriminator_learns_to_reject_shuffled_and_noise_frames(backbone):
+    """Static scenes: the real next frame equals the context, so only a D that compares the
+    candidate with its own context can tell a real frame from another sample's real frame."""
+    torch.manual_seed(0)
+    D = build_discriminator(small(d_backbone=backbone, d_depth=2, d_patch=4), 2)
+    opt = torch.optim.Adam(D.parameters(), lr=2e-3, betas=(0.5, 0.999))
+
+    def batch(seed):
+        scene = frames(16, 3, 16, 16, seed=seed)
+        noise = torch.rand(16, 3, 16, 16, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+        return torch.stack([scene, scene], 1), scene, torch.roll(scene, 1, 0), noise
+
+    for step in range(150):
+        ctx, real, shuffled, noise = batch(step)
+        loss = L.d_real_loss(D(ctx, real), "hinge") + 0.5 * (
+            L.d_fake_loss(D(ctx, shuffled), "hinge") + L.d_fake_loss(D(ctx, noise), "hinge"))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        ctx, real, shuffled, noise = batch(10_000)  # unseen scenes
+        r, s, n = (D(ctx, f).mean().item() for f in (real, shuffled, noise))
+    assert r > s + 0.5 and r > n + 0.5, (r, s, n)
+
+
+def test_nets_run_under_bf16_autocast_and_channels_last():
+    for backbone in ("cnn", "transformer"):
+        cfg = small(d_backbone=backbone)
+        G = build_generator(cfg, 2).to(memory_format=torch.channels_last)
+        D = build_discriminator(cfg, 2).to(memory_format=torch.channels_last)
+        x, z = frames(2, 2, 3, 64, 64), G.sample_z(2)
+        ref = G(x, z)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = G(x, z)
+            logits = D(x, y)
+        assert y.dtype == logits.dtype == torch.float32 and y.shape == ref.shape
+        assert (y - ref).abs().max() < 0.1  # bf16 rounding, not a different function
+        L.g_adversarial(logits, "hinge").backward()
+        assert all(p.grad is not None for p in G.parameters())
+
+
+def test_default_config_is_small_enough_for_cpu_training():
+    cfg = ModelConfig()
+    g = count_params(build_generator(cfg, 4))
+    d_cnn = count_params(build_discriminator(cfg, 4))
+    d_tr = count_params(build_discriminator(ModelConfig(d_backbone="transformer"), 4))
+    print(f"default G {g:,} params, D cnn {d_cnn:,}, D transformer {d_tr:,}")
+    assert 100_000 < g < 3_000_000
+    assert 10_000 < d_cnn < 1_000_000 and 10_000 < d_tr < 1_000_000

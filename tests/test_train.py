@@ -1,0 +1,197 @@
+"""Training: artifacts, TensorBoard content, exact resume, kill -9, NaN stop, G/D phases, torchrun."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from framegan import engine, losses
+from framegan.checkpoint import load_checkpoint
+from framegan.config import load_config
+from framegan.nets import build_discriminator, build_generator
+from framegan.sample_game import build_sample_store
+from framegan.train import main as train_main
+
+ROOT = Path(__file__).parents[1]
+TINY = ["model.width=8", "model.depth=2", "model.d_width=8", "model.d_depth=2", "model.z_dim=4",
+        "train.batch_size=4", "train.val_batches=1", "train.video_frames=3", "loss.variety_k=2",
+        "loss.diversity_weight=0.1", "loss.r1_gamma=1", "loss.r1_every=2", "loss.gdl_weight=1",
+        "loss.motion_weight=4"]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return build_sample_store(tmp_path_factory.mktemp("data") / "sample", n_episodes=16)
+
+
+def run(store, run_dir, *extra) -> int:
+    return train_main([*TINY, f"data.root={store}", f"run.dir={run_dir}", *extra])
+
+
+def records(run_dir) -> list[dict]:
+    return [json.loads(ln) for ln in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
+def train_losses(run_dir) -> dict[int, dict]:
+    return {r["step"]: {k: v for k, v in r.items() if k.startswith(("d_", "g_"))}
+            for r in records(run_dir) if "g_total" in r}
+
+
+def test_short_run_writes_every_artifact(store, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    rd = tmp_path / "run"
+    assert run(store, rd, "train.steps=20", "train.log_every=5", "train.sample_every=10",
+               "train.save_every=10", "train.keep_every=10") == 0
+    assert (rd / "config.yaml").read_text().count("z_inject") == 1
+    assert {p.name for p in (rd / "checkpoints").iterdir()} == {"last.pt", "step_0000010.pt", "step_0000020.pt"}
+    state = load_checkpoint(rd / "checkpoints" / "last.pt")
+    assert state["step"] == 20 and {"G", "D", "G_ema", "opt_g", "opt_d", "scaler", "rng"} <= set(state)
+    assert state["store"]["size"] == [64, 64]
+    losses_ = train_losses(rd)
+    assert sorted(losses_) == [5, 10, 15, 20]
+    for step in losses_.values():
+        assert {"d_real", "d_fake", "d_wrong", "g_adv", "g_rec", "g_gdl", "g_div"} <= set(step)
+        assert all(torch.isfinite(torch.tensor(v)) for v in step.values())
+    assert any("val/psnr_copy_last" in r for r in records(rd))
+    ea = EventAccumulator(str(rd / "tb"), size_guidance={"images": 0, "scalars": 0}).Reload()
+    tags = ea.Tags()
+    assert {"train/g_adv", "train/d_real", "train/score_wrong", "train/gnorm_g", "train/lr_g",
+            "train/steps_per_s", "val/psnr", "val/ssim_copy_last"} <= set(tags["scalars"])
+    assert "samples/context|truth|3 samples" in tags["images"]
+    video = ea.Images("rollout/4 samples")[-1]
+    assert video.encoded_image_string[:6] == b"GIF89a" and video.step == 20
+    import io
+
+    from PIL import Image
+    gif = Image.open(io.BytesIO(video.encoded_image_string))
+    assert gif.n_frames == 4 + 3  # context + rollout frames
+
+
+def test_resume_equals_uninterrupted_run(store, tmp_path):
+    common = ["train.steps=8", "train.log_every=1", "train.sample_every=4", "train.save_every=4",
+              "train.keep_every=4", "train.deterministic=true"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert run(store, a, *common) == 0
+    # "Crash" after step 6: what survives on disk is the step-4 checkpoint (last.pt is only ever
+    # replaced atomically) plus log lines up to step 6, which the resumed run must drop.
+    (b / "checkpoints").mkdir(parents=True)
+    shutil.copy(a / "checkpoints" / "step_0000004.pt", b / "checkpoints" / "last.pt")
+    lines = (a / "metrics.jsonl").read_text().splitlines()
+    (b / "metrics.jsonl").write_text("".join(ln + "\n" for ln in lines if json.loads(ln)["step"] <= 6))
+    assert run(store, b, *common) == 0
+    la, lb = train_losses(a), train_losses(b)
+    assert sorted(lb) == list(range(1, 9))
+    for step in range(5, 9):
+        assert la[step] == lb[step], f"step {step} differs after resume"
+    wa = load_checkpoint(a / "checkpoints" / "last.pt")["G_ema"]
+    wb = load_checkpoint(b / "checkpoints" / "last.pt")["G_ema"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_kill_9_then_resume(store, tmp_path):
+    rd = tmp_path / "run"
+    cmd = [sys.executable, "-m", "framegan.train", *TINY, f"data.root={store}", f"run.dir={rd}",
+           "train.steps=100000", "train.save_every=2", "train.sample_every=100000", "train.log_every=1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    last = rd / "checkpoints" / "last.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (last.exists() and load_checkpoint(last)["step"] >= 4):
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    step = load_checkpoint(last)["step"]  # the file a kill -9 left behind still loads
+    assert step >= 4
+    assert train_main(["--resume", str(rd), f"train.steps={step + 2}"]) == 0
+    assert load_checkpoint(last)["step"] == step + 2
+    steps = [r["step"] for r in records(rd) if "g_total" in r]
+    assert steps == sorted(set(steps)) and steps[-1] == step + 2  # no duplicated steps in the log
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(store, tmp_path, monkeypatch, capsys):
+    real = losses.per_sample_l1
+    calls = {"n": 0}
+
+    def poisoned(*a, **k):
+        calls["n"] += 1
+        out = real(*a, **k)
+        return out * float("nan") if calls["n"] > 5 else out
+
+    monkeypatch.setattr(losses, "per_sample_l1", poisoned)
+    rd = tmp_path / "run"
+    assert run(store, rd, "train.steps=50", "train.save_every=2", "train.sample_every=1000") == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # lines above: the progress bar
+    assert err == "error: non-finite loss at step 5 in the G phase: term g_rec"
+    state = load_checkpoint(rd / "checkpoints" / "last.pt")
+    assert state["step"] == 4
+    assert all(torch.isfinite(v).all() for v in state["G"].values() if v.is_floating_point())
+
+
+def test_g_step_sends_gradient_through_d_to_every_g_parameter_and_none_to_d():
+    cfg = load_config(None, [*TINY, "loss.l1_weight=0", "loss.gdl_weight=0", "loss.diversity_weight=0",
+                             "loss.variety_k=1"])
+    G, D = build_generator(cfg.model, 4), build_discriminator(cfg.model, 4)
+    gan = engine.build_gan(cfg, G, D, torch.device("cpu"), None)
+    clip = torch.rand(4, 5, 3, 64, 64) * 2 - 1
+    engine.d_step(gan, cfg, clip, step=1)           # D has gradients from its own phase ...
+    for p in D.parameters():
+        p.grad = None                               # ... cleared, so any new one would show
+    out = engine.g_step(gan, cfg, clip, step=1)
+    assert set(out) >= {"g_adv"} and "g_rec" not in out  # the adversarial term alone
+    for name, p in G.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, f"G parameter {name} got no gradient via D"
+    assert all(p.grad is None for p in D.parameters()), "D must be frozen in the G phase"
+    assert all(p.requires_grad for p in D.parameters())  # and unfrozen again afterwards
+
+
+def test_d_step_leaves_g_untouched():
+    cfg = load_config(None, TINY)
+    G, D = build_generator(cfg.model, 4), build_discriminator(cfg.model, 4)
+    gan = engine.build_gan(cfg, G, D, torch.device("cpu"), None)
+    before = {k: v.clone() for k, v in G.state_dict().items()}
+    out = engine.d_step(gan, cfg, torch.rand(4, 5, 3, 64, 64) * 2 - 1, step=2)
+    assert {"d_real", "d_fake", "d_wrong", "d_r1"} <= set(out)  # R1 due at step 2 (r1_every=2)
+    assert all(p.grad is None for p in G.parameters())
+    assert all(torch.equal(before[k], v) for k, v in G.state_dict().items())
+
+
+def test_regression_config_trains_without_d(store, tmp_path):
+    rd = tmp_path / "reg"
+    assert train_main(["--config", str(ROOT / "configs" / "regression.yaml"), *TINY[:4],
+                       "train.batch_size=4", "train.val_batches=1", "train.video_frames=2",
+                       f"data.root={store}", f"run.dir={rd}", "train.steps=4", "train.log_every=2",
+                       "train.sample_every=4"]) == 0
+    step = train_losses(rd)[4]
+    assert "g_adv" not in step and "d_real" not in step and "g_rec" in step
+
+
+def test_resume_refuses_other_architecture(store, tmp_path, capsys):
+    rd = tmp_path / "run"
+    assert run(store, rd, "train.steps=2", "train.sample_every=100") == 0
+    assert run(store, rd, "train.steps=4", "model.width=16") == 2
+    assert "another architecture" in capsys.readouterr().err
+
+
+def test_torchrun_two_processes(store, tmp_path):
+    rd = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with socket.socket() as sock:  # a free port for the rendezvous (0 is not accepted by torchrun)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
+           "-m", "framegan.train", *TINY, f"data.root={store}", f"run.dir={rd}", "train.steps=4",
+           "train.log_every=2", "train.sample_every=4", "train.save_every=2", "train.device=cpu"]
+    p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "terminate called" not in p.stderr
+    assert load_checkpoint(rd / "checkpoints" / "last.pt")["step"] == 4
+    assert [r["step"] for r in records(rd) if "g_total" in r] == [2, 4]  # rank 0 logs alone

@@ -1,0 +1,191 @@
+import warnings
+
+import av
+import numpy as np
+import pytest
+from conftest import moving_square
+from PIL import Image
+
+from framegan.preprocess import Preprocess
+from framegan.video import VideoError, iter_frames, probe, write_video
+
+
+def mean_abs(a, b):
+    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
+
+
+def test_mp4_round_trip_frames_times_and_info(make_video):
+    frames = moving_square(20)
+    path = make_video("clip.mp4", frames, fps=10)
+    info = probe(path)
+    assert (info.width, info.height, info.fps, info.frames) == (64, 48, 10.0, 20)
+    assert info.duration == pytest.approx(2.0, abs=0.11)
+    out = list(iter_frames(path))
+    assert len(out) == 20
+    assert [f.index for f in out] == list(range(20))
+    assert [f.time for f in out] == pytest.approx([i / 10 for i in range(20)], abs=1e-6)
+    for f, ref in zip(out, frames):
+        assert f.image.shape == (48, 64, 3) and f.image.dtype == np.uint8
+        assert mean_abs(f.image, ref) < 2.0  # yuv444p keeps the saturated square's colour
+
+
+def test_size_hint_and_crop_match_opencv_area(make_video):
+    frames = moving_square(6)
+    path = make_video("clip.mp4", frames)
+    out = list(iter_frames(path, size_hint=(16, 12), crop=(8, 0, 48, 48)))
+    assert [f.image.shape for f in out] == [(16, 12, 3)] * 6
+    # FFmpeg's area scaler and OpenCV's INTER_AREA (Preprocess.__call__) agree to within rounding
+    prep = Preprocess((16, 12), "8,0,48,48")
+    for f, ref in zip(out, frames):
+        assert mean_abs(f.image, prep(ref)) < 3.0
+
+
+def test_start_end_and_fps_resampling(make_video):
+    path = make_video("clip.mp4", moving_square(20), fps=10)
+    part = list(iter_frames(path, start=0.5, end=1.5))
+    assert [f.index for f in part] == list(range(5, 15))
+    half = list(iter_frames(path, fps=5))
+    assert len(half) == 10
+    assert [f.index for f in half] == list(range(0, 20, 2))
+    assert [f.time for f in half] == pytest.approx([i / 5 for i in range(10)], abs=1e-6)
+
+
+def test_variable_frame_rate_resamples_on_timestamps(make_timed_video):
+    frames = moving_square(20)
+    times = np.cumsum([0] + [0.05, 0.15] * 10)[:20]  # 0, .05, .2, .25, .4, ... 1.85
+    path = make_timed_video("vfr.mp4", frames, times)
+    assert [f.time for f in iter_frames(path)] == pytest.approx(times, abs=1e-3)
+    out = list(iter_frames(path, fps=10))
+    assert [f.time for f in out] == pytest.approx([i / 10 for i in range(19)], abs=1e-6)
+    # each grid time takes the first decoded frame at or after it
+    firsts = [int(np.searchsorted(times, t - 1e-6)) for t in np.arange(19) / 10]
+    for f, k in zip(out, firsts):
+        assert mean_abs(f.image, frames[k]) < 2.0
+    assert not any(f.gap for f in out)
+
+
+def test_timestamp_jump_is_a_gap(make_timed_video):
+    times = [i / 10 for i in range(10)] + [2 + i / 10 for i in range(10)]
+    path = make_timed_video("gap.mp4", moving_square(20), times)
+    assert [i for i, f in enumerate(iter_frames(path)) if f.gap] == [10]
+
+
+def test_gif_written_with_pillow_loops_and_reads_back(tmp_path):
+    frames = moving_square(8)
+    path = tmp_path / "anim.gif"
+    assert write_video(path, frames, fps=10) == 8
+    with Image.open(path) as im:
+        assert im.n_frames == 8 and im.info["loop"] == 0 and im.info["duration"] == 100
+    assert len(list(iter_frames(path))) == 8
+
+
+def test_write_is_atomic_and_checks_frames(tmp_path):
+    def failing():
+        yield from moving_square(3)
+        raise RuntimeError("renderer crashed")
+
+    with pytest.raises(RuntimeError):
+        write_video(tmp_path / "out.mp4", failing(), fps=10)
+    with pytest.raises(VideoError, match="uint8"):
+        write_video(tmp_path / "out.mp4", moving_square(3).astype(np.float32), fps=10)
+    with pytest.raises(VideoError, match="no frames"):
+        write_video(tmp_path / "out.gif", [], fps=10)
+    with pytest.raises(VideoError, match="even"):
+        write_video(tmp_path / "out.mp4", moving_square(3, 47, 63), fps=10, pix_fmt="yuv420p")
+    assert list(tmp_path.iterdir()) == []  # no file, no temp left behind
+
+
+def test_odd_sizes_round_trip_in_yuv444p(make_video):
+    frames = moving_square(5, 47, 63)
+    out = list(iter_frames(make_video("odd.mp4", frames)))
+    assert out[0].image.shape == (47, 63, 3) and len(out) == 5
+
+
+def write_audio_only(path):
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=16000)
+        for i in range(10):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 16000, i * 1024
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+
+def test_unreadable_inputs_raise_one_line_errors(tmp_path, make_video):
+    text = tmp_path / "notes.mp4"
+    text.write_text("this is a text file, not a video\n" * 20)
+    audio = tmp_path / "voice.m4a"
+    write_audio_only(audio)
+    good = make_video("good.mp4", moving_square(10)).read_bytes()
+    zeroed = tmp_path / "zeroed.mp4"  # index intact, every packet garbage: nothing decodes
+    mdat = good.index(b"mdat")
+    zeroed.write_bytes(good[:mdat + 4] + bytes(len(good) - mdat - 4))
+    cases = [(tmp_path / "missing.mp4", "no such file"), (tmp_path, "is a directory"),
+             (text, "not a readable video"), (audio, "no video stream \\(audio only\\)")]
+    for path, why in cases:
+        with pytest.raises(VideoError, match=f"{path}: {why}") as e:
+            probe(path)
+        assert "\n" not in str(e.value)
+    with pytest.raises(VideoError, match=f"{zeroed}: no decodable video frames"):
+        list(iter_frames(zeroed))
+
+
+def test_truncated_file_keeps_decodable_frames_and_warns_once(make_video, tmp_path):
+    noise = np.random.default_rng(0).integers(0, 256, (30, 48, 64, 3), dtype=np.uint8)
+    data = make_video("full.mp4", noise).read_bytes()  # noise: every frame has real weight
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = list(iter_frames(cut))
+    assert 5 < len(out) < 30
+    assert len(caught) == 1 and "truncated" in str(caught[0].message) and str(cut) in str(caught[0].message)
+
+
+def write_png_mov(path, frames, pix_fmt):
+    """PNG-in-MOV keeps gray and RGBA pixel formats as they are (H.264 would convert them)."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("png", rate=10)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], pix_fmt
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format=pix_fmt)))
+        container.mux(stream.encode(None))
+
+
+def test_grayscale_and_rgba_sources_become_rgb(tmp_path):
+    gray = np.stack([np.full((24, 32), 40 * i, np.uint8) for i in range(4)])
+    write_png_mov(tmp_path / "gray.mov", gray, "gray")
+    out = list(iter_frames(tmp_path / "gray.mov"))
+    assert [f.image.shape for f in out] == [(24, 32, 3)] * 4
+    for f, ref in zip(out, gray):
+        assert np.abs(f.image.astype(int) - ref[..., None]).max() <= 1
+    rgba = np.zeros((3, 24, 32, 4), np.uint8)
+    rgba[..., 0], rgba[..., 1], rgba[..., 2], rgba[..., 3] = 200, 100, 50, 128
+    write_png_mov(tmp_path / "rgba.mov", rgba, "rgba")
+    out = list(iter_frames(tmp_path / "rgba.mov"))
+    assert [f.image.shape for f in out] == [(24, 32, 3)] * 3
+    assert np.array_equal(out[0].image, rgba[0, ..., :3])  # alpha dropped, colour kept
+
+
+def test_preprocess_arrays_settings_and_crop_specs():
+    from framegan.preprocess import CropSpec, PreprocessError, parse_size
+
+    prep = Preprocess((4, 6), "center")
+    assert Preprocess.from_dict(prep.to_dict()) == prep and prep.to_dict() == {"size": [4, 6], "crop": "center"}
+    gray = np.tile(np.arange(16, dtype=np.uint8) * 10, (12, 1))  # (12, 16) ramp
+    out = prep(gray)
+    assert out.shape == (4, 6, 3) and np.array_equal(out[..., 0], out[..., 2])
+    assert out[0, 0, 0] == round(np.mean(np.arange(2, 4) * 10))  # area mean of the centre square
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., :3], rgba[..., 3] = (10, 20, 30), 255
+    assert np.array_equal(Preprocess((2, 2))(rgba), np.full((2, 2, 3), (10, 20, 30), np.uint8))
+    assert CropSpec.parse("center").region(640, 480) == (80, 0, 480, 480)
+    assert CropSpec.parse("1,2,3,4").region(10, 10) == (1, 2, 3, 4) and str(CropSpec.parse("1,2,3,4")) == "1,2,3,4"
+    assert parse_size("64") == (64, 64) and parse_size("48x64") == (48, 64)
+    for bad_crop in ("1,2,3", "a,b,c,d", "0,0,0,5", "left"):
+        with pytest.raises(PreprocessError):
+            CropSpec.parse(bad_crop)
+    with pytest.raises(PreprocessError, match="does not fit"):
+        CropSpec.parse("5,5,10,10").region(12, 12)
+    with pytest.warns(UserWarning, match="upscaling"):
+        assert Preprocess((32, 32))(gray).shape == (32, 32, 3)

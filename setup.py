@@ -25,7 +25,7 @@ setup(
         "pyyaml>=6",
     ],
     extras_require={
-        "dev": ["pytest>=7", "ruff>=0.4", "psutil>=5.9"],
+        "dev": ["pytest>=7", "ruff>=0.4", "psutil>=5.9", "ale-py>=0.9"],  # ale-py: tests/test_atari.py
         "atari": ["ale-py>=0.9"],
     },
     entry_points={

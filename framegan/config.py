@@ -101,8 +101,7 @@ class TrainConfig:
     beta1: float = 0.5              # Adam beta1 (GAN practice)
     beta2: float = 0.999            # Adam beta2
     n_d: int = 1                    # D steps per G step
-    ema_decay: float = 0.999        # EMA of G's weights used for samples, rollout, evaluation
-    ema_start: int = 100            # steps before EMA starts tracking (copy weights until then)
+    ema_decay: float = 0.999        # EMA of G's weights (samples, rollout, evaluation); ramped up early
     seed: int = 0                   # global seed (per-rank offset under torchrun)
     precision: Precision = Precision.auto  # autocast dtype
     channels_last: bool = True      # channels_last memory format for convs

@@ -173,8 +173,9 @@ def g_step(gan: GAN, cfg: Config, clip: torch.Tensor, step: int, reduce_grads=No
 
 @torch.no_grad()
 def update_ema(gan: GAN, cfg: Config, step: int) -> None:
-    """EMA of G's weights; a plain copy until ``ema_start`` so early samples are not stale."""
-    decay = cfg.train.ema_decay if step >= cfg.train.ema_start else 0.0
+    """EMA of G's weights. The decay ramps up as (1 + step) / (10 + step) until it reaches
+    ``ema_decay``, so a short CPU run averages over its recent past, not over its random start."""
+    decay = min(cfg.train.ema_decay, (1 + step) / (10 + step))
     src = unwrap(gan.G).state_dict()
     for name, v in gan.G_ema.state_dict().items():
         if v.dtype.is_floating_point:

@@ -34,10 +34,10 @@ from einops import rearrange, reduce, repeat
 from tqdm import tqdm
 
 from framegan import metrics
+from framegan.atomic import atomic_path
 from framegan.rollout import (
     Parser,
     UsageError,
-    atomic_path,
     positive,
     prepare,
     resolve_device,
@@ -264,7 +264,7 @@ def parse_args(argv=None):
     ap.add_argument("--data", required=True, help="frame store")
     ap.add_argument("--split", choices=["val", "train", "all"], default="val",
                     help="windows to score (val: the split training held out)")
-    ap.add_argument("--horizon", type=positive, default=6,
+    ap.add_argument("--horizon", type=positive, default=4,
                     help="steps to predict (T); windows need K + T frames inside one segment")
     ap.add_argument("--samples", type=positive, default=4, help="samples per window (S)")
     ap.add_argument("--baseline", action="append", default=[], metavar="CKPT",

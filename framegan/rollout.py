@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
-import tempfile
 import time
 from collections import deque
 from pathlib import Path
@@ -23,6 +21,7 @@ import numpy as np
 import torch
 from einops import rearrange, repeat
 
+from framegan.atomic import atomic_path
 from framegan.frames import to_model, to_pixels
 
 SUFFIXES = (".mp4", ".gif", ".png", ".npy")
@@ -215,19 +214,6 @@ def grid_image(context: np.ndarray, future: np.ndarray, truth: np.ndarray | None
         known = [truth[t] if t < len(truth) else blank for t in range(future.shape[1])]
         rows.insert(0, ctx + [_panel(f, upscale, TRUTH_COLOUR) for f in known])
     return np.concatenate([np.concatenate(r, axis=1) for r in rows], axis=0)
-
-
-@contextlib.contextmanager
-def atomic_path(path: Path):
-    """Yield a temp name in ``path``'s directory (same suffix); rename it to ``path`` on success."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def write_output(path: Path, context: np.ndarray, future: np.ndarray, truth: np.ndarray | None,

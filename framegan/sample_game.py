@@ -7,7 +7,7 @@ model cannot infer from the past frames: the multimodal case a GAN must get righ
 model blurs. Elsewhere in the frame something moves on a fixed cycle (a patrolling block and a
 blinking light, with a clock that runs on across episodes): the predictable part.
 
-Episodes are short (so that ~1 window in 10 ends at the fork) and separated by hard cuts: each
+Episodes are short (so that ~1 training window in 4-5 ends at the fork) and separated by hard cuts: each
 episode draws a new wall/floor palette, so a scene-cut detector sees a large frame difference.
 
 Frames are uint8 ``(H, W, 3)`` RGB; the geometry is laid out for 64x64 and scaled for other sizes.
@@ -30,8 +30,8 @@ HORIZONTAL = (8, 18)             # top corridor y-range
 H_SPAN = (2, 62)                 # top corridor x-range
 UP_SPEED = 3                     # pixels per frame while walking up
 SIDE_SPEED = 4                   # pixels per frame after the fork (left: -4, right: +4)
-APPROACH = (4, 9)                # frames walking up before (and including) the fork frame: [lo, hi)
-AFTER = 6                        # frames after the fork before the episode ends (hard cut)
+APPROACH = (4, 6)                # frames walking up before (and including) the fork frame: [lo, hi)
+AFTER = 4                        # frames after the fork before the episode ends (hard cut)
 PATROL_PERIOD = 12               # the patrolling block's cycle, in frames
 BLINK_PERIOD = 6                 # the light is on for half of this cycle
 
@@ -116,7 +116,7 @@ def fork_futures(ep: Episode, horizon: int, size: int = GRID) -> dict[int, np.nd
     return out
 
 
-def write_sample_video(path: str | Path, n_episodes: int = 200, seed: int = 0, size: int = GRID,
+def write_sample_video(path: str | Path, n_episodes: int = 400, seed: int = 0, size: int = GRID,
                        fps: float = 15.0) -> dict:
     """Render ``n_episodes`` to an H.264 mp4 (yuv444p, near-lossless; see video.write_video)."""
     from framegan.video import write_video
@@ -128,7 +128,7 @@ def write_sample_video(path: str | Path, n_episodes: int = 200, seed: int = 0, s
             "left_share": float(np.mean([e.branch == LEFT for e in eps]))}
 
 
-def build_sample_store(root: str | Path, n_episodes: int = 300, seed: int = 0) -> Path:
+def build_sample_store(root: str | Path, n_episodes: int = 400, seed: int = 0) -> Path:
     """Write the sample gameplay to ``<root>.mp4`` and extract it into the frame store ``root``."""
     from framegan.extract import extract
 
@@ -144,7 +144,7 @@ def build_sample_store(root: str | Path, n_episodes: int = 300, seed: int = 0) -
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Write the built-in sample gameplay (fork game) to an mp4.")
     ap.add_argument("out", help="output .mp4")
-    ap.add_argument("--episodes", type=int, default=200)
+    ap.add_argument("--episodes", type=int, default=400)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--size", type=int, default=GRID)
     args = ap.parse_args(argv)

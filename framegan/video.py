@@ -15,8 +15,6 @@ cannot play yuv444p; pass ``pix_fmt="yuv420p"`` (even sizes only) for those.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -27,6 +25,8 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 from PIL import Image
+
+from framegan.atomic import atomic_path
 
 # One swscale thread per conversion (PyAV's default is one per CPU): the output is tiny, and the
 # decoder's own threads already keep the other cores busy.
@@ -271,19 +271,11 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float, *, c
     if not fps or fps <= 0:
         raise VideoError(f"{path}: fps must be positive, got {fps}")
     rate = Fraction(fps).limit_denominator(1001)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         frames = _checked(path, frames)
         if path.suffix.lower() == ".gif":
-            count = _write_gif(tmp, frames, rate)
-        else:
-            count = _write_h264(tmp, frames, rate, crf, pix_fmt, preset, path)
-        os.replace(tmp, path)
-        return count
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+            return _write_gif(str(tmp), frames, rate)
+        return _write_h264(str(tmp), frames, rate, crf, pix_fmt, preset, path)
 
 
 def _checked(path: Path, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:

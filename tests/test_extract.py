@@ -31,7 +31,7 @@ def test_round_trip_encode_extract_store_dataset(make_video, tmp_path, capsys):
     assert "24 frames in -> 24 frames out in 1 segments" in out
     ds = ClipDataset(tmp_path / "store", context=4, horizon=1, split="all")
     assert len(ds) == 20
-    for i, (seg, start) in enumerate(ds.windows):
+    for i, (_seg, start) in enumerate(ds.windows):
         error = (ds[i] - to_model(frames[start:start + 5])).abs().mean()
         assert error < 0.02  # within codec tolerance (about 2.5 grey levels)
     manifest = open_store(tmp_path / "store").manifest
@@ -137,7 +137,7 @@ def test_bad_inputs_give_one_line_errors_and_no_store(make_video, tmp_path, caps
         ((good, "--size=-3x4"), "must be positive"),
         ((good, "--size", "big"), "size 'big': expected N or HxW"),
         ((good, "--fps", "fast"), "argument --fps: invalid float value: 'fast'"),
-        ((good, "--crop", "0,0,100,100"), f"{good}: crop box 0,0,100,100 (x,y,w,h) does not fit in a 64x64 (HxW) frame"),
+        ((good, "--crop", "0,0,100,100"), f"{good}: crop box 0,0,100,100 (x,y,w,h) does not fit in a 64x64 (HxW) frame"),  # noqa: E501
         ((good, "--crop", "middle"), "crop 'middle': expected none, center or x,y,w,h"),
         ((good, "--fps", "0"), "--fps 0.0: must be positive"),
         ((good, "--start", "3", "--end", "2"), "--end 2.0: must be after --start 3.0"),

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -32,6 +31,7 @@ import numpy as np
 import torch
 
 from framegan import sample_game as game
+from framegan.atomic import atomic_path
 from framegan.frames import to_model, to_pixels
 
 SHARP_ON, OFF, SPLIT_ON = 0.75, 0.25, 0.2
@@ -143,9 +143,8 @@ def fork_gif(path: Path, ep: game.Episode, K: int, reg: np.ndarray, gan: np.ndar
             cols = [reg[0, t - K]] + [gan[s, t - K] for s in range(min(4, gan.shape[0]))]
         frames.append(tile([np.stack(cols)], pad=2))
     frames = np.stack(frames).repeat(upscale, 1).repeat(upscale, 2)
-    tmp = path.with_suffix(".tmp.gif")
-    tmp.write_bytes(gif_bytes(frames, fps=3))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(gif_bytes(frames, fps=3))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,9 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    tmp = out / "fork.json.tmp"
-    tmp.write_text(json.dumps(results, indent=2))
-    os.replace(tmp, out / "fork.json")
+    with atomic_path(out / "fork.json") as tmp:
+        tmp.write_text(json.dumps(results, indent=2))
     fork_gif(out / "fork.gif", eps[0], K, vids["regression"][0], vids["gan"][0])
     print(f"{'model':<11} {'sharp':>7} {'split':>7} {'blurred':>8} {'left share':>11}   (frames)")
     for name, r in results.items():

@@ -1,0 +1,81 @@
+"""Atari recording (framegan.atari): real ale-py gameplay -> mp4 + actions -> frame store."""
+from __future__ import annotations
+
+import sys
+
+import ale_py
+import ale_py.roms
+import numpy as np
+import pytest
+
+from framegan.atari import main, record, rom_id
+from framegan.extract import extract
+from framegan.store import open_store
+from framegan.video import iter_frames, probe
+
+
+def _action_set(rom: str) -> set[int]:
+    ale = ale_py.ALEInterface()
+    ale.loadROM(str(ale_py.roms.get_rom_path(rom)))
+    return {a.value for a in ale.getMinimalActionSet()}
+
+
+def test_record_ms_pacman_to_video_actions_and_store(tmp_path, capsys):
+    out = tmp_path / "pac.mp4"
+    assert main(["--frames", "40", "--frameskip", "4", "--out", str(out), "--quiet"]) == 0
+    assert "40 frames of MsPacman" in capsys.readouterr().out
+
+    frames = np.stack([f.image for f in iter_frames(out)])
+    assert frames.shape == (40, 210, 160, 3)
+    assert probe(out).fps == pytest.approx(15.0)  # 60 / frameskip
+    assert len({f.tobytes() for f in frames}) > 1  # the game moves, not one repeated screen
+
+    actions = np.load(tmp_path / "pac.actions.npy")
+    assert actions.dtype == np.int64 and actions.shape == (40,)
+    assert set(actions.tolist()) <= _action_set("ms_pacman")
+    assert len(set(actions.tolist())) > 1  # random policy, not one held action
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pac.actions.npy", "pac.mp4"]  # no temps
+
+    s = extract([out], tmp_path / "store", size=64, progress=False)
+    assert s["frames_in"] == 40 and s["frames_out"] > 0
+    store = open_store(tmp_path / "store")
+    assert store.size == (64, 64) and store.segments[0].shape[1:] == (64, 64, 3)
+
+
+def test_same_seed_same_recording_and_game_over_resets(tmp_path):
+    # frameskip 16: a random player loses all lives within ~150 recorded frames, so 300 frames
+    # cross at least one game over (reset, recording goes on).
+    kw = dict(game="ms_pacman", frames=300, frameskip=16, seed=3, progress=False)
+    a = record(tmp_path / "a.mp4", **kw)
+    b = record(tmp_path / "b.mp4", **kw)
+    assert a["games"] >= 2 and a["games"] == b["games"]
+    assert sum(1 for _ in iter_frames(tmp_path / "a.mp4")) == 300
+    np.testing.assert_array_equal(np.load(tmp_path / "a.actions.npy"), np.load(tmp_path / "b.actions.npy"))
+    record(tmp_path / "c.mp4", **{**kw, "seed": 4})
+    assert not np.array_equal(np.load(tmp_path / "a.actions.npy"), np.load(tmp_path / "c.actions.npy"))
+
+
+def test_game_names():
+    assert rom_id("MsPacman") == rom_id("ms_pacman") == rom_id("ms-pacman") == "ms_pacman"
+    assert rom_id("Breakout") == "breakout"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--game", "NoSuchGame"], "--game NoSuchGame: unknown ALE game"),
+    (["--frames", "0"], "--frames 0: must be >= 1"),
+    (["--frameskip", "0"], "--frameskip 0: must be >= 1"),
+    (["--sticky", "1.5"], "--sticky 1.5: must be in [0, 1]"),
+    (["--frames", "ten"], "invalid int value"),
+])
+def test_bad_input_one_line_exit_2_nothing_written(tmp_path, capsys, args, message):
+    assert main([*args, "--out", str(tmp_path / "x.mp4"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_ale_py_says_how_to_install(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ale_py", None)  # import ale_py now raises ImportError
+    assert main(["--frames", "5", "--out", str(tmp_path / "x.mp4")]) == 2
+    assert capsys.readouterr().err == "error: ale-py is not installed: pip install -e '.[atari]'\n"
+    assert list(tmp_path.iterdir()) == []

@@ -60,7 +60,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    width: int = 32                 # base channel count of G (doubles per level, capped at 8x)
+    width: int = 16                 # base channel count of G (doubles per level, capped at 8x)
     depth: int = 3                  # U-Net levels; H and W must be divisible by 2**depth
     z_dim: int = 8                  # noise size; 0 = deterministic generator
     z_dist: ZDist = ZDist.gaussian  # distribution z is drawn from
@@ -83,8 +83,9 @@ class LossConfig:
     l2_weight: float = 0.0          # reconstruction L2
     gdl_weight: float = 0.0         # gradient difference loss (Mathieu et al. 2016)
     gdl_alpha: float = 1.0          # GDL exponent
-    motion_weight: float = 0.0      # extra reconstruction weight on pixels that change (0 = off)
-    variety_k: int = 1              # reconstruction on the best of k samples (Social GAN); 1 = off
+    motion_weight: float = 20.0     # extra reconstruction weight on pixels that change (0 = off)
+    adv_motion_weight: float = 20.0  # extra weight of D's patches where something moves, both phases (0 = off)
+    variety_k: int = 4              # reconstruction on the best of k samples (Social GAN); 1 = off
     r1_gamma: float = 0.0           # R1 penalty on real pairs (0 = off)
     r1_every: int = 16              # lazy R1: apply every N D steps, scaled by N
     wrong_context_weight: float = 1.0  # weight of real-frame/wrong-context negatives in D's loss
@@ -94,17 +95,17 @@ class LossConfig:
 
 @dataclass
 class TrainConfig:
-    steps: int = 1500               # G steps
+    steps: int = 1000               # G steps
     batch_size: int = 16            # windows per step
     lr_g: float = 2e-4              # generator Adam learning rate
-    lr_d: float = 2e-4              # discriminator Adam learning rate (TTUR: may differ)
+    lr_d: float = 4e-4              # discriminator Adam learning rate (TTUR: 2x G's)
     beta1: float = 0.5              # Adam beta1 (GAN practice)
     beta2: float = 0.999            # Adam beta2
     n_d: int = 1                    # D steps per G step
     ema_decay: float = 0.999        # EMA of G's weights (samples, rollout, evaluation); ramped up early
     seed: int = 0                   # global seed (per-rank offset under torchrun)
     precision: Precision = Precision.auto  # autocast dtype
-    channels_last: bool = True      # channels_last memory format for convs
+    channels_last: bool = False     # channels_last for convs (slower at width 16 with bf16 on CPU; try on GPU)
     compile: bool = False           # torch.compile G and D
     device: str = "auto"            # auto | cpu | cuda | cuda:N
     deterministic: bool = False     # torch deterministic algorithms (bitwise resume on CPU)
@@ -183,7 +184,7 @@ def validate(cfg: Config) -> None:
     need(1 <= m.d_depth <= 6, f"model.d_depth must be in 1..6, got {m.d_depth}")
     need(m.z_dim >= 0, f"model.z_dim must be >= 0, got {m.z_dim}")
     need(m.d_patch >= 1 and m.d_layers >= 1 and m.d_heads >= 1, "model.d_patch/d_layers/d_heads must be >= 1")
-    for k in ("adv_weight", "l1_weight", "l2_weight", "gdl_weight", "motion_weight", "r1_gamma",
+    for k in ("adv_weight", "l1_weight", "l2_weight", "gdl_weight", "motion_weight", "adv_motion_weight", "r1_gamma",
               "wrong_context_weight", "diversity_weight"):
         need(getattr(lo, k) >= 0, f"loss.{k} must be >= 0, got {getattr(lo, k)}")
     need(lo.variety_k >= 1, f"loss.variety_k must be >= 1, got {lo.variety_k}")

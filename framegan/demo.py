@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from framegan.sample_game import build_sample_store
+from framegan.sample_game import build_sample_store, episodes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,11 +23,13 @@ def main(argv: list[str] | None = None) -> int:
     data = Path("data/sample")
     if not (data / "manifest.json").exists():
         build_sample_store(data)
+    # Segment 0 is episode 0 of the sample video (seed 0): start the rollout right after its fork.
+    start = next(episodes(1, seed=0)).fork + 1
     steps = [
         ("train", train.main, ["--config", "configs/default.yaml", f"train.steps={args.steps}",
                                f"run.dir={run}"]),
         ("rollout", rollout.main, ["--checkpoint", str(run / "checkpoints" / "last.pt"), "--context", str(data),
-                                   "--segment", "0", "--start", "4", "--horizon", "8", "--samples", "4",
+                                   "--segment", "0", "--start", str(start), "--horizon", "8", "--samples", "4",
                                    "--upscale", "3", "--out", str(run / "rollout.gif")]),
         ("evaluate", evaluate.main, ["--checkpoint", str(run / "checkpoints" / "last.pt"), "--data", str(data),
                                      "--horizon", "4", "--samples", "4", "--out", str(run / "eval")]),

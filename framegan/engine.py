@@ -86,9 +86,14 @@ def d_step(gan: GAN, cfg: Config, clip: torch.Tensor, step: int, reduce_grads=No
         real_logits = gan.D(ctx, real).float()
         fake_logits = gan.D(ctx, fake).float()
         wrong_logits = gan.D(ctx.roll(1, dims=0), real).float() if use_wrong else None
+    w_real = w_fake = None
+    if lc.adv_motion_weight > 0:  # focus D on the patches where the scene moves
+        patches, last = real_logits.shape[-2:], ctx[:, -1]
+        w_real = losses.patch_weight(last, [real], lc.adv_motion_weight, patches)
+        w_fake = losses.patch_weight(last, [real, fake], lc.adv_motion_weight, patches)
     terms = {
-        "d_real": losses.d_real_loss(real_logits, lc.adv_type),
-        "d_fake": losses.d_fake_loss(fake_logits, lc.adv_type),
+        "d_real": losses.d_real_loss(real_logits, lc.adv_type, w_real),
+        "d_fake": losses.d_fake_loss(fake_logits, lc.adv_type, w_fake),
     }
     if use_wrong:
         terms["d_wrong"] = lc.wrong_context_weight * losses.d_fake_loss(wrong_logits, lc.adv_type)
@@ -133,7 +138,9 @@ def g_step(gan: GAN, cfg: Config, clip: torch.Tensor, step: int, reduce_grads=No
     fake = fake.float()
     terms = {}
     if lc.adv_weight > 0:
-        terms["g_adv"] = lc.adv_weight * losses.g_adversarial(fake_logits, lc.adv_type)
+        w_adv = (losses.patch_weight(ctx_k[:, -1], [real_k, fake], lc.adv_motion_weight, fake_logits.shape[-2:])
+                 if lc.adv_motion_weight > 0 else None)
+        terms["g_adv"] = lc.adv_weight * losses.g_adversarial(fake_logits, lc.adv_type, w_adv)
     weight = losses.motion_weight(ctx_k[:, -1], real_k, lc.motion_weight) if lc.motion_weight > 0 else None
     if lc.l1_weight > 0 or lc.l2_weight > 0:
         per = torch.zeros(k * B, device=fake.device)

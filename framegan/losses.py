@@ -22,26 +22,32 @@ def _kind(kind) -> str:
     return AdvType(kind).value
 
 
-def d_real_loss(real_logits: torch.Tensor, kind) -> torch.Tensor:
+def _patch_mean(per_patch: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    # ``weight`` (B, 1, h, w) matches D's patch logits; the weighted mean keeps the loss's scale.
+    return per_patch.mean() if weight is None else (per_patch * weight).sum() / weight.expand_as(per_patch).sum()
+
+
+def d_real_loss(real_logits: torch.Tensor, kind, weight: torch.Tensor | None = None) -> torch.Tensor:
     """D's loss on real pairs (push logits up). hinge: relu(1 - r); nonsaturating: softplus(-r)
-    = -log sigmoid(r); lsgan: (r - 1)^2. Zero for hinge once every real logit is >= 1."""
+    = -log sigmoid(r); lsgan: (r - 1)^2. Zero for hinge once every real logit is >= 1.
+    ``weight``: optional per-patch weights (see ``patch_weight``)."""
     r, k = real_logits.float(), _kind(kind)
     if k == "hinge":
-        return F.relu(1 - r).mean()
+        return _patch_mean(F.relu(1 - r), weight)
     if k == "nonsaturating":
-        return F.softplus(-r).mean()
-    return (r - 1).pow(2).mean()
+        return _patch_mean(F.softplus(-r), weight)
+    return _patch_mean((r - 1).pow(2), weight)
 
 
-def d_fake_loss(fake_logits: torch.Tensor, kind) -> torch.Tensor:
+def d_fake_loss(fake_logits: torch.Tensor, kind, weight: torch.Tensor | None = None) -> torch.Tensor:
     """D's loss on fake pairs (push logits down). hinge: relu(1 + f); nonsaturating: softplus(f)
     = -log(1 - sigmoid(f)); lsgan: f^2. Zero for hinge once every fake logit is <= -1."""
     f, k = fake_logits.float(), _kind(kind)
     if k == "hinge":
-        return F.relu(1 + f).mean()
+        return _patch_mean(F.relu(1 + f), weight)
     if k == "nonsaturating":
-        return F.softplus(f).mean()
-    return f.pow(2).mean()
+        return _patch_mean(F.softplus(f), weight)
+    return _patch_mean(f.pow(2), weight)
 
 
 def d_adversarial(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind) -> torch.Tensor:
@@ -49,15 +55,28 @@ def d_adversarial(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind) ->
     return d_real_loss(real_logits, kind) + d_fake_loss(fake_logits, kind)
 
 
-def g_adversarial(fake_logits: torch.Tensor, kind) -> torch.Tensor:
+def g_adversarial(fake_logits: torch.Tensor, kind, weight: torch.Tensor | None = None) -> torch.Tensor:
     """G's loss (minimise; G wants its samples called real). hinge: -f (Lim & Ye 2017, as in
     SAGAN/BigGAN); nonsaturating: softplus(-f) = -log sigmoid(f); lsgan: (f - 1)^2."""
     f, k = fake_logits.float(), _kind(kind)
     if k == "hinge":
-        return -f.mean()
+        return _patch_mean(-f, weight)
     if k == "nonsaturating":
-        return F.softplus(-f).mean()
-    return (f - 1).pow(2).mean()
+        return _patch_mean(F.softplus(-f), weight)
+    return _patch_mean((f - 1).pow(2), weight)
+
+
+def patch_weight(last: torch.Tensor, frames: list[torch.Tensor], weight: float,
+                 patches: tuple[int, int]) -> torch.Tensor:
+    """Per-patch weights ``(B, 1, h, w)`` for D's patch logits: 1 + weight where any pixel of the
+    patch changes from ``last`` to any of ``frames`` (a real target and/or G's sample).
+
+    The adversarial counterpart of ``motion_weight``: with a plain patch mean, the one patch that
+    holds the character at a fork is 1 of 64 and its verdict (e.g. "two characters: fake") is
+    drowned by 63 patches of static background."""
+    moved = sum((reduce((f.detach().float() - last.float()).abs(), "b c h w -> b 1 h w", "max")
+                 > MOTION_THRESHOLD).float() for f in frames).clamp(max=1)
+    return 1 + weight * F.adaptive_max_pool2d(moved, patches)
 
 
 def _weighted_mean(err: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:

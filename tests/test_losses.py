@@ -120,3 +120,27 @@ def test_diversity_sign_cap_and_detached_denominator():
     assert L.diversity(out2, out2, z1, z2, cap=1.0).item() == 0.0
     far = torch.full((2, 3, 4, 4), -1.0)
     assert L.diversity(far, out2, z1, 0.1 * z2, cap=1.0).item() == pytest.approx(-1.0)  # capped
+
+
+def test_patch_weight_marks_only_patches_where_something_moves():
+    last = torch.full((2, 3, 64, 64), -1.0)
+    frame = last.clone()
+    frame[1, :, 10:16, 40:46] = 1.0  # a sprite appears in sample 1 only
+    w = L.patch_weight(last, [frame], 20.0, (8, 8))
+    assert w.shape == (2, 1, 8, 8)
+    assert torch.all(w[0] == 1)
+    assert set(w[1].unique().tolist()) == {1.0, 21.0}
+    assert w[1, 0, 1, 5] == 21 and w[1, 0, 0, 0] == 1  # rows 10-15 -> patch 1, cols 40-45 -> patch 5
+
+
+def test_weighted_adversarial_losses_reduce_to_plain_mean_with_uniform_weight():
+    logits = torch.randn(3, 1, 4, 4)
+    ones = torch.ones(3, 1, 4, 4)
+    for kind in ("hinge", "nonsaturating", "lsgan"):
+        assert torch.allclose(L.d_real_loss(logits, kind, ones), L.d_real_loss(logits, kind))
+        assert torch.allclose(L.d_fake_loss(logits, kind, 2 * ones), L.d_fake_loss(logits, kind))
+        assert torch.allclose(L.g_adversarial(logits, kind, ones), L.g_adversarial(logits, kind))
+    # a weight concentrated on one patch makes the loss that patch's loss
+    w = torch.zeros(3, 1, 4, 4)
+    w[:, :, 2, 3] = 1
+    assert torch.allclose(L.g_adversarial(logits, "hinge", w), -logits[:, :, 2, 3].mean())

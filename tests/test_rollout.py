@@ -27,7 +27,8 @@ def make_checkpoint(path: Path, z_dim: int = 4, size: int = SIZE, seed: int = 0)
     """A real checkpoint of an untrained tiny G. residual=false: an untrained residual G is almost
     copy-last, which would hide whether z changes anything."""
     cfg = load_config(None, ["model.width=8", "model.depth=2", f"model.z_dim={z_dim}",
-                             "model.residual=false", f"data.context={K}"])
+                             "model.residual=false", f"data.context={K}",
+                             f"loss.variety_k={4 if z_dim else 1}"])  # best-of-k needs noise
     torch.manual_seed(seed)
     G = build_generator(cfg.model, cfg.data.context)
     weights = G.state_dict()

@@ -102,16 +102,7 @@ def d_step(gan: GAN, cfg: Config, clip: torch.Tensor, step: int, reduce_grads=No
         ctx_r, real_r = ctx.detach().requires_grad_(True), real.detach().requires_grad_(True)
         r1 = losses.r1_penalty(gan.D(ctx_r, real_r).float(), [ctx_r, real_r])
         terms["d_r1"] = (lc.r1_gamma / 2) * lc.r1_every * r1
-    total = sum(terms.values())
-    check_finite(total, terms, step, "D")
-    gan.opt_d.zero_grad(set_to_none=True)
-    gan.scaler.scale(total).backward()
-    if reduce_grads is not None:
-        reduce_grads(gan.D)
-    gan.scaler.unscale_(gan.opt_d)
-    gnorm = torch.nn.utils.clip_grad_norm_(gan.D.parameters(), float("inf"))
-    gan.scaler.step(gan.opt_d)
-    gan.scaler.update()
+    total, gnorm = optimize(gan, gan.D, gan.opt_d, terms, step, "D", reduce_grads)
     out = {k: v.detach() for k, v in terms.items()}
     out.update(d_total=total.detach(), gnorm_d=gnorm.detach(),
                score_real=real_logits.detach().mean(), score_fake=fake_logits.detach().mean())
@@ -162,20 +153,27 @@ def g_step(gan: GAN, cfg: Config, clip: torch.Tensor, step: int, reduce_grads=No
                 f2 = gan.G(ctx, z2).float()
             f1, z1 = fake, z
         terms["g_div"] = lc.diversity_weight * losses.diversity(f1, f2, z1, z2, lc.diversity_cap)
-    total = sum(terms.values())
-    check_finite(total, terms, step, "G")
-    gan.opt_g.zero_grad(set_to_none=True)
-    gan.scaler.scale(total).backward()
-    if reduce_grads is not None:
-        reduce_grads(gan.G)
-    gan.scaler.unscale_(gan.opt_g)
-    gnorm = torch.nn.utils.clip_grad_norm_(gan.G.parameters(), float("inf"))
-    gan.scaler.step(gan.opt_g)
-    gan.scaler.update()
+    total, gnorm = optimize(gan, gan.G, gan.opt_g, terms, step, "G", reduce_grads)
     gan.D.requires_grad_(True)
     out = {k_: v.detach() for k_, v in terms.items()}
     out.update(g_total=total.detach(), gnorm_g=gnorm.detach())
     return out
+
+
+def optimize(gan: GAN, net: torch.nn.Module, opt: torch.optim.Optimizer, terms: dict, step: int,
+             phase: str, reduce_grads=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum the loss terms, check them, backward, (all-reduce), step. Returns (total, grad norm)."""
+    total = sum(terms.values())
+    check_finite(total, terms, step, phase)
+    opt.zero_grad(set_to_none=True)
+    gan.scaler.scale(total).backward()
+    if reduce_grads is not None:
+        reduce_grads(net)
+    gan.scaler.unscale_(opt)
+    gnorm = torch.nn.utils.clip_grad_norm_(net.parameters(), float("inf"))  # inf: measure only
+    gan.scaler.step(opt)
+    gan.scaler.update()
+    return total, gnorm
 
 
 @torch.no_grad()

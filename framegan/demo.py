@@ -11,6 +11,8 @@ from pathlib import Path
 
 from framegan.sample_game import build_sample_store, episodes
 
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
+
 
 def main(argv: list[str] | None = None) -> int:
     from framegan import evaluate, rollout, train
@@ -26,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     # Segment 0 is episode 0 of the sample video (seed 0): start the rollout right after its fork.
     start = next(episodes(1, seed=0)).fork + 1
     steps = [
-        ("train", train.main, ["--config", "configs/default.yaml", f"train.steps={args.steps}",
+        ("train", train.main, ["--config", str(CONFIG), f"train.steps={args.steps}",
                                f"run.dir={run}"]),
         ("rollout", rollout.main, ["--checkpoint", str(run / "checkpoints" / "last.pt"), "--context", str(data),
                                    "--segment", "0", "--start", str(start), "--horizon", "8", "--samples", "4",

@@ -96,10 +96,16 @@ def l2(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = N
 
 def per_sample_l1(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
     """``(B,)`` mean |pred - target| of each sample (optionally weighted), for ``best_of_k``."""
-    err = (pred.float() - target.float()).abs()
-    if weight is not None:
-        err = err * weight
-    return reduce(err, "b c h w -> b", "mean")
+    return _per_sample((pred.float() - target.float()).abs(), weight)
+
+
+def per_sample_l2(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """``(B,)`` mean (pred - target)^2 of each sample (optionally weighted), for ``best_of_k``."""
+    return _per_sample((pred.float() - target.float()).pow(2), weight)
+
+
+def _per_sample(err: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    return reduce(err if weight is None else err * weight, "b c h w -> b", "mean")
 
 
 def best_of_k(per_sample_losses: torch.Tensor) -> torch.Tensor:

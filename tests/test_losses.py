@@ -144,3 +144,18 @@ def test_weighted_adversarial_losses_reduce_to_plain_mean_with_uniform_weight():
     w = torch.zeros(3, 1, 4, 4)
     w[:, :, 2, 3] = 1
     assert torch.allclose(L.g_adversarial(logits, "hinge", w), -logits[:, :, 2, 3].mean())
+
+
+def test_per_sample_l2_matches_l2_and_the_trainer_runs_with_it():
+    pred, target = torch.rand(3, 3, 8, 8), torch.rand(3, 3, 8, 8)
+    assert torch.allclose(L.per_sample_l2(pred, target).mean(), L.l2(pred, target))
+    assert torch.allclose(L.per_sample_l2(pred, pred), torch.zeros(3))
+    from framegan import engine
+    from framegan.config import load_config
+    from framegan.nets import build_discriminator, build_generator
+    cfg = load_config(None, ["model.width=8", "model.depth=2", "model.d_width=8", "model.d_depth=2",
+                             "loss.l2_weight=1", "loss.variety_k=2"])
+    gan = engine.build_gan(cfg, build_generator(cfg.model, 4), build_discriminator(cfg.model, 4),
+                           torch.device("cpu"), None)
+    out = engine.g_step(gan, cfg, torch.rand(2, 5, 3, 32, 32) * 2 - 1, step=1)
+    assert torch.isfinite(out["g_rec"]) and out["g_rec"] > 0

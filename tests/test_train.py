@@ -195,3 +195,21 @@ def test_torchrun_two_processes(store, tmp_path):
     assert "terminate called" not in p.stderr
     assert load_checkpoint(rd / "checkpoints" / "last.pt")["step"] == 4
     assert [r["step"] for r in records(rd) if "g_total" in r] == [2, 4]  # rank 0 logs alone
+
+
+@pytest.mark.parametrize("extra", [
+    ["model.z_inject=concat", "loss.adv_type=nonsaturating"],
+    ["model.z_inject=add", "loss.adv_type=lsgan", "loss.variety_k=1", "loss.diversity_weight=1"],
+    ["model.d_backbone=transformer", "model.d_patch=8", "loss.r1_gamma=1", "loss.r1_every=1"],
+    ["model.residual=false", "loss.adv_motion_weight=0", "loss.l2_weight=1", "loss.wrong_context_weight=0"],
+])
+def test_every_method_option_takes_finite_steps(extra):
+    cfg = load_config(None, [*TINY, *extra])
+    gan = engine.build_gan(cfg, build_generator(cfg.model, 4), build_discriminator(cfg.model, 4),
+                           torch.device("cpu"), torch.bfloat16)
+    clip = torch.rand(4, 5, 3, 32, 32) * 2 - 1
+    for step in range(2):
+        out = {**engine.d_step(gan, cfg, clip, step), **engine.g_step(gan, cfg, clip, step)}
+        engine.update_ema(gan, cfg, step)
+    assert all(torch.isfinite(v).all() for v in out.values())
+    assert ("d_wrong" in out) == (cfg.loss.wrong_context_weight > 0)

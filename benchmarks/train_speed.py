@@ -18,7 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from framegan import engine
 from framegan.config import load_config
 from framegan.nets import build_discriminator, build_generator, count_params
-from framegan.train import pick_precision
+from framegan.precision import autocast_dtype
 
 
 def matmul_flops(dtype: torch.dtype | None, n: int = 2048, reps: int = 10) -> float:
@@ -36,7 +36,7 @@ def matmul_flops(dtype: torch.dtype | None, n: int = 2048, reps: int = 10) -> fl
 def main(argv: list[str] | None = None) -> int:
     cfg = load_config(None, argv if argv is not None else sys.argv[1:])
     dev = torch.device("cpu")
-    dtype = pick_precision(cfg.train.precision, dev)
+    dtype = autocast_dtype(cfg.train.precision, dev)
     K, B = cfg.data.context, cfg.train.batch_size
     torch.manual_seed(0)
     G, D = build_generator(cfg.model, K), build_discriminator(cfg.model, K)

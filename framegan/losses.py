@@ -18,6 +18,12 @@ from framegan.config import AdvType
 MOTION_THRESHOLD = 0.05  # [-1, 1] units (~6 uint8 levels): smaller changes are codec noise
 
 
+def moved(last: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
+    """``(B, 1, H, W)`` float mask: 1 where any channel changes by more than ``MOTION_THRESHOLD``."""
+    change = reduce((frame.float() - last.float()).abs(), "b c h w -> b 1 h w", "max")
+    return (change > MOTION_THRESHOLD).float()
+
+
 def _kind(kind) -> str:
     return AdvType(kind).value
 
@@ -74,9 +80,8 @@ def patch_weight(last: torch.Tensor, frames: list[torch.Tensor], weight: float,
     The adversarial counterpart of ``motion_weight``: with a plain patch mean, the one patch that
     holds the character at a fork is 1 of 64 and its verdict (e.g. "two characters: fake") is
     drowned by 63 patches of static background."""
-    moved = sum((reduce((f.detach().float() - last.float()).abs(), "b c h w -> b 1 h w", "max")
-                 > MOTION_THRESHOLD).float() for f in frames).clamp(max=1)
-    return 1 + weight * F.adaptive_max_pool2d(moved, patches)
+    changed = torch.stack([moved(last, f.detach()) for f in frames]).amax(0)
+    return 1 + weight * F.adaptive_max_pool2d(changed, patches)
 
 
 def _weighted_mean(err: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
@@ -121,8 +126,7 @@ def motion_weight(last: torch.Tensor, target: torch.Tensor, weight: float) -> to
     A pixel counts as changed when any channel moves by more than ``MOTION_THRESHOLD``. Without
     this, the small moving sprite is a rounding error next to the static background and G learns
     to copy the background and drop the sprite (RESEARCH.md, "Measured on this machine")."""
-    change = reduce((target.float() - last.float()).abs(), "b c h w -> b 1 h w", "max")
-    return 1 + weight * (change > MOTION_THRESHOLD).float()
+    return 1 + weight * moved(last, target)
 
 
 def gdl(pred: torch.Tensor, target: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:

@@ -23,6 +23,7 @@ from einops import rearrange, repeat
 
 from framegan.atomic import atomic_path
 from framegan.frames import to_model, to_pixels
+from framegan.precision import autocast_dtype
 
 SUFFIXES = (".mp4", ".gif", ".png", ".npy")
 PREDICTION_COLOUR = (230, 40, 40)   # border of predicted panels: where the model takes over
@@ -35,20 +36,7 @@ BORDER = 2                          # px, after upscaling
 def use_bf16(device: torch.device | str, precision: str = "auto") -> bool:
     """bf16 autocast for inference? ``auto``: on CUDA and on CPUs with native bf16 (AVX512-BF16 /
     AMX), where benchmarks/rollout_speed.py measured it faster; fp32 elsewhere."""
-    if precision != "auto":
-        return precision == "bf16"
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and torch.backends.mkldnn.is_available() and _cpu_has_bf16()
-
-
-def _cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
+    return autocast_dtype(precision, device) == torch.bfloat16
 
 
 def prepare(G: torch.nn.Module, device: torch.device | str) -> torch.nn.Module:

@@ -29,9 +29,10 @@ from tqdm import tqdm
 
 from framegan import distributed, engine
 from framegan.checkpoint import CheckpointError, checkpoint_config, load_checkpoint, load_weights, save_checkpoint
-from framegan.config import Config, ConfigError, Precision, load_config, to_dict, to_yaml
+from framegan.config import Config, ConfigError, load_config, to_dict, to_yaml
 from framegan.frames import to_pixels
 from framegan.nets import build_discriminator, build_generator, count_params
+from framegan.precision import autocast_dtype
 from framegan.summaries import JsonlLog, add_gif, tile
 
 SAMPLE_ROOT = "data/sample"
@@ -46,23 +47,6 @@ def pick_device(name: str, d: distributed.Dist) -> torch.device:
             raise ConfigError(f"train.device={name} but CUDA is not available")
         return torch.device("cuda", d.local_rank if d.enabled else torch.device(name).index or 0)
     return torch.device("cpu")
-
-
-def pick_precision(p: Precision, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype. bf16 about doubles CPU speed where the CPU has AVX-512 BF16 / AMX."""
-    if p == Precision.auto:
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.bfloat16 if torch.backends.mkldnn.is_available() and _cpu_has_bf16() else None
-    return {Precision.fp32: None, Precision.bf16: torch.bfloat16, Precision.fp16: torch.float16}[p]
-
-
-def _cpu_has_bf16() -> bool:
-    try:
-        return bool(torch.backends.cpu.get_cpu_capability() in ("AVX512", "AMX")
-                    and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 def ensure_store(root: str, d: distributed.Dist) -> Path:
@@ -230,7 +214,7 @@ def _train(cfg: Config, d: distributed.Dist) -> Path:
 
     t, K = cfg.train, cfg.data.context
     device = pick_device(t.device, d)
-    dtype = pick_precision(t.precision, device)
+    dtype = autocast_dtype(t.precision, device)
     torch.manual_seed(t.seed + d.rank)  # per-rank seeds: ranks must not draw identical noise
     np.random.seed(t.seed + d.rank)
     if t.deterministic:

@@ -62,7 +62,8 @@ class DataConfig:
 class ModelConfig:
     width: int = 16                 # base channel count of G (doubles per level, capped at 8x)
     depth: int = 3                  # U-Net levels; H and W must be divisible by 2**depth
-    z_dim: int = 8                  # noise size; 0 = deterministic generator
+    z_dim: int = 8                  # continuous noise size (z_dist); 0 and z_classes 0 = deterministic G
+    z_classes: int = 0              # discrete noise: a uniform one-hot over this many classes, appended to z
     z_dist: ZDist = ZDist.gaussian  # distribution z is drawn from
     z_inject: ZInject = ZInject.modulate  # how z enters G
     residual: bool = True           # G predicts the change from the last context frame
@@ -86,6 +87,7 @@ class LossConfig:
     motion_weight: float = 20.0     # extra reconstruction weight on pixels that change (0 = off)
     adv_motion_weight: float = 20.0  # extra weight of D's patches where something moves, both phases (0 = off)
     variety_k: int = 4              # reconstruction on the best of k samples (Social GAN); 1 = off
+    variety_relax: float = 0.0      # weight of the other k-1 samples' reconstruction (relaxed winner-takes-all)
     r1_gamma: float = 0.0           # R1 penalty on real pairs (0 = off)
     r1_every: int = 16              # lazy R1: apply every N D steps, scaled by N
     wrong_context_weight: float = 1.0  # weight of real-frame/wrong-context negatives in D's loss
@@ -183,19 +185,22 @@ def validate(cfg: Config) -> None:
     need(1 <= m.depth <= 6, f"model.depth must be in 1..6, got {m.depth}")
     need(1 <= m.d_depth <= 6, f"model.d_depth must be in 1..6, got {m.d_depth}")
     need(m.z_dim >= 0, f"model.z_dim must be >= 0, got {m.z_dim}")
+    need(m.z_classes == 0 or m.z_classes >= 2, f"model.z_classes must be 0 or >= 2, got {m.z_classes}")
     need(m.d_patch >= 1 and m.d_layers >= 1 and m.d_heads >= 1, "model.d_patch/d_layers/d_heads must be >= 1")
     for k in ("adv_weight", "l1_weight", "l2_weight", "gdl_weight", "motion_weight", "adv_motion_weight", "r1_gamma",
-              "wrong_context_weight", "diversity_weight"):
+              "wrong_context_weight", "diversity_weight", "variety_relax"):
         need(getattr(lo, k) >= 0, f"loss.{k} must be >= 0, got {getattr(lo, k)}")
     need(lo.variety_k >= 1, f"loss.variety_k must be >= 1, got {lo.variety_k}")
+    need(lo.variety_relax < 1, f"loss.variety_relax must be < 1 (1 = plain mean over k), got {lo.variety_relax}")
     need(lo.r1_every >= 1, f"loss.r1_every must be >= 1, got {lo.r1_every}")
     need(lo.diversity_cap > 0, f"loss.diversity_cap must be > 0, got {lo.diversity_cap}")
     need(lo.adv_weight > 0 or lo.l1_weight + lo.l2_weight + lo.gdl_weight > 0,
          "nothing to train: loss.adv_weight and every reconstruction weight are 0")
-    need(m.z_dim > 0 or lo.diversity_weight == 0,
-         "loss.diversity_weight > 0 needs model.z_dim > 0 (a deterministic G has no diversity)")
-    need(m.z_dim > 0 or lo.variety_k == 1,
-         "loss.variety_k > 1 needs model.z_dim > 0 (k samples of a deterministic G are equal)")
+    noise = m.z_dim + m.z_classes
+    need(noise > 0 or lo.diversity_weight == 0,
+         "loss.diversity_weight > 0 needs model.z_dim or model.z_classes > 0 (a deterministic G has no diversity)")
+    need(noise > 0 or lo.variety_k == 1,
+         "loss.variety_k > 1 needs model.z_dim or model.z_classes > 0 (k samples of a deterministic G are equal)")
     need(t.steps >= 1 and t.batch_size >= 1 and t.n_d >= 1, "train.steps, batch_size, n_d must be >= 1")
     need(t.lr_g > 0 and t.lr_d > 0, "train.lr_g and train.lr_d must be > 0")
     need(0.0 <= t.ema_decay < 1.0, f"train.ema_decay must be in [0, 1), got {t.ema_decay}")

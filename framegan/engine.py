@@ -62,9 +62,9 @@ def split_clip(clip: torch.Tensor, K: int) -> tuple[torch.Tensor, torch.Tensor]:
     return clip[:, :K], clip[:, K]
 
 
-def sample_z(gan: GAN, n: int) -> torch.Tensor:
+def sample_z(gan: GAN, n: int, classes: torch.Tensor | None = None) -> torch.Tensor:
     G = unwrap(gan.G)
-    return G.sample_z(n, device=gan.device, generator=gan.z_gen)
+    return G.sample_z(n, device=gan.device, generator=gan.z_gen, classes=classes)
 
 
 def unwrap(m: torch.nn.Module) -> torch.nn.Module:
@@ -122,7 +122,12 @@ def g_step(gan: GAN, cfg: Config, clip: torch.Tensor, step: int, reduce_grads=No
     # k noise draws per context, stacked sample-major: index = s * B + b.
     ctx_k = repeat(ctx, "b t c h w -> (s b) t c h w", s=k)
     real_k = repeat(real, "b c h w -> (s b) c h w", s=k)
-    z = sample_z(gan, k * B)
+    # With discrete noise, sample s gets class s mod z_classes: every class competes for the
+    # best-of-k win on every context, so each class specialises on one future (multiple-choice
+    # learning) instead of a class that happens not to be drawn never being corrected.
+    n_cls = unwrap(gan.G).z_classes
+    classes = torch.arange(k * B, device=gan.device) // B % n_cls if n_cls and k > 1 else None
+    z = sample_z(gan, k * B, classes)
     with autocast(gan):
         fake = gan.G(ctx_k, z)
         fake_logits = gan.D(ctx_k, fake).float() if lc.adv_weight > 0 else None
@@ -141,7 +146,8 @@ def g_step(gan: GAN, cfg: Config, clip: torch.Tensor, step: int, reduce_grads=No
             per = per + lc.l2_weight * losses.per_sample_l2(fake, real_k, weight)
         # Variety loss (Social GAN): only the closest of the k samples is pulled to the truth,
         # so the others stay free to be the *other* future instead of all collapsing to the mean.
-        terms["g_rec"] = losses.best_of_k(rearrange(per, "(s b) -> s b", s=k)) if k > 1 else per.mean()
+        terms["g_rec"] = (losses.best_of_k(rearrange(per, "(s b) -> s b", s=k), lc.variety_relax) if k > 1
+                          else per.mean())
     if lc.gdl_weight > 0:
         terms["g_gdl"] = lc.gdl_weight * losses.gdl(fake, real_k, lc.gdl_alpha)
     if lc.diversity_weight > 0:

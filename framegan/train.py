@@ -133,10 +133,12 @@ def restore(gan: engine.GAN, state: dict, where: str) -> int:
     gan.opt_g.load_state_dict(state["opt_g"])
     gan.opt_d.load_state_dict(state["opt_d"])
     gan.scaler.load_state_dict(state["scaler"])
-    torch.set_rng_state(state["rng"]["torch"])
-    gan.z_gen.set_state(state["rng"]["z"])
-    if "cuda" in state["rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    # RNG states must be CPU ByteTensors, whatever device the checkpoint was mapped to.
+    rng = {k: [t.cpu() for t in v] if isinstance(v, (list, tuple)) else v.cpu() for k, v in state["rng"].items()}
+    torch.set_rng_state(rng["torch"])
+    gan.z_gen.set_state(rng["z"])
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
     return int(state["step"])
 
 

@@ -28,6 +28,7 @@ def test_yaml_then_overrides(tmp_path):
     (["model.z_inject=sideways"], "z_inject"),
     (["model.z_dim=0", "loss.diversity_weight=1"], "diversity_weight"),
     (["model.z_dim=0", "loss.variety_k=2"], "variety_k"),
+    (["model.z_classes=1"], "z_classes"),
     (["loss.adv_weight=0", "loss.l1_weight=0"], "nothing to train"),
     (["data.context=0"], "data.context"),
     (["justakey"], "key=value"),

@@ -26,6 +26,13 @@ def test_scorer_on_exact_frames(episode, step):
     assert fork.score_frame(both, episode, step)[0] == "split"
     frozen = episode.frames[episode.fork]  # the character did not move
     assert fork.score_frame(frozen, episode, step)[0] == "blurred"
+    # The right character on a broken scene: 10 % of the background pixels scrambled.
+    noisy = left.copy()
+    rng = np.random.default_rng(0)
+    ys, xs = rng.integers(0, noisy.shape[0], (2, noisy.shape[0] ** 2 // 10))
+    noisy[ys[ys > 30], xs[ys > 30]] = 255 - noisy[ys[ys > 30], xs[ys > 30]]
+    assert fork.score_frame(noisy, episode, step)[0] == "blurred" and fork.is_noisy(noisy, episode, step)
+    assert not fork.is_noisy(left, episode, step)
     faded = ((left.astype(float) + game.render(episode.clock + episode.fork + step, episode.palette, None)) / 2)
     assert fork.score_frame(faded.round().astype(np.uint8), episode, step)[0] == "blurred"
 

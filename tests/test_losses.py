@@ -159,3 +159,10 @@ def test_per_sample_l2_matches_l2_and_the_trainer_runs_with_it():
                            torch.device("cpu"), None)
     out = engine.g_step(gan, cfg, torch.rand(2, 5, 3, 32, 32) * 2 - 1, step=1)
     assert torch.isfinite(out["g_rec"]) and out["g_rec"] > 0
+
+
+def test_relaxed_best_of_k_adds_a_small_pull_on_the_other_samples():
+    per = torch.tensor([[1.0, 4.0], [3.0, 2.0]])  # (k=2, B=2)
+    assert L.best_of_k(per).item() == pytest.approx(1.5)                 # min per column: 1, 2
+    assert L.best_of_k(per, relax=0.1).item() == pytest.approx(1.85)     # + 0.1 * (3, 4)
+    assert L.best_of_k(per[:1], relax=0.1).item() == pytest.approx(2.5)  # k = 1: plain mean

@@ -112,6 +112,26 @@ def test_sample_z_distributions_and_seeding():
     assert torch.equal(zg, again)
 
 
+def test_discrete_classes_are_one_hot_uniform_and_can_be_chosen():
+    G = build_generator(small(z_dim=3, z_classes=4), 1)
+    assert G.z_dim == 7
+    z = G.sample_z(4000, generator=torch.Generator().manual_seed(0))
+    onehot = z[:, 3:]
+    assert z.shape == (4000, 7) and torch.equal(onehot.sum(1), torch.ones(4000))
+    assert set(onehot.unique().tolist()) == {0.0, 1.0}
+    share = onehot.mean(0)
+    assert (share - 0.25).abs().max() < 0.03, share      # uniform over the 4 classes
+    assert abs(z[:, :3].std().item() - 1.0) < 0.05         # the continuous part is untouched
+    chosen = G.sample_z(6, classes=torch.tensor([0, 1, 2, 3, 0, 1]))
+    assert torch.equal(chosen[:, 3:].argmax(1), torch.tensor([0, 1, 2, 3, 0, 1]))
+    x = frames(6, 1, 3, 32, 32)
+    assert G(x, chosen).shape == (6, 3, 32, 32)
+    # Only discrete noise: the class alone picks the future.
+    Gd = build_generator(small(z_dim=0, z_classes=2), 1)
+    za, zb = Gd.sample_z(6, classes=torch.zeros(6, dtype=torch.long)), Gd.sample_z(6, classes=torch.ones(6, dtype=torch.long))
+    assert za.shape == (6, 2) and torch.equal(Gd(x, za), Gd(x, za)) and not torch.equal(Gd(x, za), Gd(x, zb))
+
+
 def test_batch_members_do_not_interact():
     G = build_generator(small(), 2)
     x, z = frames(4, 2, 3, 32, 32), G.sample_z(4)

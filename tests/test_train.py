@@ -153,6 +153,18 @@ def test_g_step_sends_gradient_through_d_to_every_g_parameter_and_none_to_d():
     assert all(p.requires_grad for p in D.parameters())  # and unfrozen again afterwards
 
 
+def test_best_of_k_gives_every_class_a_turn(monkeypatch):
+    """With discrete noise, sample s of each context gets class s mod z_classes in the G phase."""
+    cfg = load_config(None, [*TINY, "model.z_classes=3", "loss.variety_k=4"])
+    G, D = build_generator(cfg.model, 4), build_discriminator(cfg.model, 4)
+    gan = engine.build_gan(cfg, G, D, torch.device("cpu"), None)
+    seen = []
+    real_sample_z = G.sample_z
+    monkeypatch.setattr(G, "sample_z", lambda n, **kw: seen.append(kw.get("classes")) or real_sample_z(n, **kw))
+    engine.g_step(gan, cfg, torch.rand(2, 5, 3, 32, 32) * 2 - 1, step=1)
+    assert torch.equal(seen[-1], torch.tensor([0, 0, 1, 1, 2, 2, 0, 0]))  # index = s * B + b, B = 2
+
+
 def test_d_step_leaves_g_untouched():
     cfg = load_config(None, TINY)
     G, D = build_generator(cfg.model, 4), build_discriminator(cfg.model, 4)
@@ -202,6 +214,7 @@ def test_torchrun_two_processes(store, tmp_path):
     ["model.z_inject=add", "loss.adv_type=lsgan", "loss.variety_k=1", "loss.diversity_weight=1"],
     ["model.d_backbone=transformer", "model.d_patch=8", "loss.r1_gamma=1", "loss.r1_every=1"],
     ["model.residual=false", "loss.adv_motion_weight=0", "loss.l2_weight=1", "loss.wrong_context_weight=0"],
+    ["model.z_dim=0", "model.z_classes=2", "loss.variety_k=4", "loss.diversity_weight=1"],
 ])
 def test_every_method_option_takes_finite_steps(extra):
     cfg = load_config(None, [*TINY, *extra])

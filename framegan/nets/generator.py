@@ -32,18 +32,23 @@ LAST_LIMIT = 0.99
 
 
 class Generator(nn.Module):
-    """U-Net G. ``forward(x (B,K,C,H,W), z (B,z_dim) | None) -> (B,C,H,W)`` in [-1, 1]."""
+    """U-Net G. ``forward(x (B,K,C,H,W), z (B,z_dim) | None) -> (B,C,H,W)`` in [-1, 1].
+
+    ``self.z_dim`` is the width of the whole noise vector: ``cfg.z_dim`` continuous values followed
+    by a one-hot of ``cfg.z_classes`` classes (0 = deterministic G, which takes ``z=None``).
+    """
 
     def __init__(self, cfg: ModelConfig, context: int, channels: int = 3):
         super().__init__()
         self.context, self.channels, self.depth = context, channels, cfg.depth
-        self.z_dim, self.residual = cfg.z_dim, cfg.residual
+        self.z_cont, self.z_classes = cfg.z_dim, cfg.z_classes
+        self.z_dim, self.residual = cfg.z_dim + cfg.z_classes, cfg.residual
         self.z_dist = ZDist(cfg.z_dist).value  # accepts the enum or its string
-        self.z_inject = ZInject(cfg.z_inject).value if cfg.z_dim > 0 else None  # None: no z at all
+        self.z_inject = ZInject(cfg.z_inject).value if self.z_dim > 0 else None  # None: no z at all
 
         w = cfg.width
         chs = [min(w * 2**i, 8 * w) for i in range(cfg.depth + 1)]
-        z_ch = cfg.z_dim if self.z_inject == "concat" else 0
+        z_ch = self.z_dim if self.z_inject == "concat" else 0
         style = STYLE_DIM if self.z_inject == "modulate" else 0
 
         self.stem = ConvNormAct(context * channels + z_ch, chs[0])
@@ -53,21 +58,36 @@ class Generator(nn.Module):
         self.up = nn.ModuleList(ConvNormAct(chs[i + 1] + chs[i], chs[i], style_dim=style)
                                 for i in reversed(range(cfg.depth)))
         self.head = nn.Conv2d(chs[0], channels, 3, padding=1)
-        self.z_proj = nn.Linear(cfg.z_dim, chs[-1]) if self.z_inject == "add" else None
-        self.mapping = Mapping(cfg.z_dim, STYLE_DIM) if self.z_inject == "modulate" else None
+        self.z_proj = nn.Linear(self.z_dim, chs[-1]) if self.z_inject == "add" else None
+        self.mapping = Mapping(self.z_dim, STYLE_DIM) if self.z_inject == "modulate" else None
         if self.residual:
             # Small but not zero: a zero head would also zero the gradient to every layer below.
             with torch.no_grad():
                 self.head.weight.mul_(RESIDUAL_HEAD_INIT)
                 self.head.bias.zero_()
 
-    def sample_z(self, n: int, device=None, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``(n, z_dim)`` noise from ``z_dist``: gaussian N(0, 1) or uniform U(-1, 1); (n, 0) if z_dim 0."""
+    def sample_z(self, n: int, device=None, generator: torch.Generator | None = None,
+                 classes: torch.Tensor | None = None) -> torch.Tensor:
+        """``(n, z_dim)`` noise: ``z_cont`` values from ``z_dist`` (gaussian N(0, 1) or uniform
+        U(-1, 1)), then a one-hot of a class drawn uniformly, or taken from ``classes`` (n,) when
+        given (best-of-k gives every class a turn). ``(n, 0)`` for a deterministic G.
+
+        Why a discrete part: a continuous G maps the connected z-space onto its outputs
+        continuously, so between the z that draw "left" and the z that draw "right" lies a
+        band that draws something in between (Tanielian et al. 2020, "Learning disconnected
+        manifolds: a no GAN's land"). One-hot classes have no in-between to land on.
+        """
         if device is None:
             device = self.head.weight.device
         if self.z_dist == "gaussian":
-            return torch.randn(n, self.z_dim, device=device, generator=generator)
-        return torch.rand(n, self.z_dim, device=device, generator=generator) * 2 - 1
+            z = torch.randn(n, self.z_cont, device=device, generator=generator)
+        else:
+            z = torch.rand(n, self.z_cont, device=device, generator=generator) * 2 - 1
+        if self.z_classes == 0:
+            return z
+        if classes is None:
+            classes = torch.randint(self.z_classes, (n,), device=device, generator=generator)
+        return torch.cat([z, F.one_hot(classes.to(device), self.z_classes).to(z.dtype)], dim=1)
 
     def forward(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         self._check(x, z)

@@ -128,7 +128,8 @@ def test_discrete_classes_are_one_hot_uniform_and_can_be_chosen():
     assert G(x, chosen).shape == (6, 3, 32, 32)
     # Only discrete noise: the class alone picks the future.
     Gd = build_generator(small(z_dim=0, z_classes=2), 1)
-    za, zb = Gd.sample_z(6, classes=torch.zeros(6, dtype=torch.long)), Gd.sample_z(6, classes=torch.ones(6, dtype=torch.long))
+    za = Gd.sample_z(6, classes=torch.zeros(6, dtype=torch.long))
+    zb = Gd.sample_z(6, classes=torch.ones(6, dtype=torch.long))
     assert za.shape == (6, 2) and torch.equal(Gd(x, za), Gd(x, za)) and not torch.equal(Gd(x, za), Gd(x, zb))
 
 

@@ -51,7 +51,7 @@ class Precision(str, enum.Enum):
 class DataConfig:
     root: str = "data/sample"       # frame store to train on; data/sample is generated on first use
     context: int = 4                # K: past frames the generator sees
-    horizon: int = 1                # future frames per training window (1 = next-frame training)
+    horizon: int = 1                # future frames per training window; G is unrolled over them (1 = next frame)
     stride: int = 1                 # step between window starts inside a segment
     val_fraction: float = 0.1       # share of segments (or segment tails) held out for validation
     augment: bool = False           # random horizontal flips of whole windows
@@ -79,7 +79,7 @@ class ModelConfig:
 @dataclass
 class LossConfig:
     adv_type: AdvType = AdvType.hinge  # adversarial objective (D and G sides)
-    adv_weight: float = 1.0         # 0 = the plain L1/L2 regression baseline
+    adv_weight: float = 0.1         # 0 = the plain L1/L2 regression baseline (1.0 drew noise: README)
     l1_weight: float = 1.0          # reconstruction L1
     l2_weight: float = 0.0          # reconstruction L2
     gdl_weight: float = 0.0         # gradient difference loss (Mathieu et al. 2016)
@@ -87,7 +87,7 @@ class LossConfig:
     motion_weight: float = 20.0     # extra reconstruction weight on pixels that change (0 = off)
     adv_motion_weight: float = 20.0  # extra weight of D's patches where something moves, both phases (0 = off)
     variety_k: int = 4              # reconstruction on the best of k samples (Social GAN); 1 = off
-    variety_relax: float = 0.0      # weight of the other k-1 samples' reconstruction (relaxed winner-takes-all)
+    variety_relax: float = 0.5      # weight of the other k-1 samples' reconstruction (relaxed winner-takes-all)
     r1_gamma: float = 0.0           # R1 penalty on real pairs (0 = off)
     r1_every: int = 16              # lazy R1: apply every N D steps, scaled by N
     wrong_context_weight: float = 1.0  # weight of real-frame/wrong-context negatives in D's loss

@@ -114,14 +114,15 @@ def d_step(gan: GAN, cfg: Config, clip: torch.Tensor, step: int, reduce_grads=No
 def g_step(gan: GAN, cfg: Config, clip: torch.Tensor, step: int, reduce_grads=None) -> dict:
     """Generator phase: k samples per context; adversarial + best-of-k reconstruction + GDL + diversity."""
     lc, K = cfg.loss, cfg.data.context
-    ctx, real = split_clip(clip, K)
+    ctx, horizon = clip[:, :K], clip.shape[1] - K
     B = ctx.shape[0]
     k = lc.variety_k
     gan.G.requires_grad_(True)
     gan.D.requires_grad_(False)
     # k noise draws per context, stacked sample-major: index = s * B + b.
     ctx_k = repeat(ctx, "b t c h w -> (s b) t c h w", s=k)
-    real_k = repeat(real, "b c h w -> (s b) c h w", s=k)
+    futures_k = repeat(clip[:, K:], "b t c h w -> (s b) t c h w", s=k)
+    real_k = futures_k[:, 0]
     # With discrete noise, sample s gets class s mod z_classes: every class competes for the
     # best-of-k win on every context, so each class specialises on one future (multiple-choice
     # learning) instead of a class that happens not to be drawn never being corrected.
@@ -131,19 +132,29 @@ def g_step(gan: GAN, cfg: Config, clip: torch.Tensor, step: int, reduce_grads=No
     with autocast(gan):
         fake = gan.G(ctx_k, z)
         fake_logits = gan.D(ctx_k, fake).float() if lc.adv_weight > 0 else None
+        # Windows of data.horizon > 1 frames: G goes on from its own predictions with the same z,
+        # as in a rollout, and the reconstruction below covers every step (backpropagated through
+        # the fed-back frames). Next-frame training alone never shows G a context it drew itself,
+        # and rollout steps 2-3 at the fork broke the scene (exposure bias).
+        preds, x = [fake], ctx_k
+        for _ in range(1, horizon):
+            x = torch.cat([x[:, 1:], preds[-1][:, None].to(x.dtype)], dim=1)
+            preds.append(gan.G(x, z))
     fake = fake.float()
     terms = {}
     if lc.adv_weight > 0:
         w_adv = (losses.patch_weight(ctx_k[:, -1], [real_k, fake], lc.adv_motion_weight, fake_logits.shape[-2:])
                  if lc.adv_motion_weight > 0 else None)
         terms["g_adv"] = lc.adv_weight * losses.g_adversarial(fake_logits, lc.adv_type, w_adv)
-    weight = losses.motion_weight(ctx_k[:, -1], real_k, lc.motion_weight) if lc.motion_weight > 0 else None
     if lc.l1_weight > 0 or lc.l2_weight > 0:
-        per = torch.zeros(k * B, device=fake.device)
-        if lc.l1_weight > 0:
-            per = per + lc.l1_weight * losses.per_sample_l1(fake, real_k, weight)
-        if lc.l2_weight > 0:
-            per = per + lc.l2_weight * losses.per_sample_l2(fake, real_k, weight)
+        per = torch.zeros(k * B, device=fake.device)  # per-sample reconstruction, mean over the steps
+        for t, pred in enumerate(preds):
+            target, last = futures_k[:, t], ctx_k[:, -1] if t == 0 else futures_k[:, t - 1]
+            weight = losses.motion_weight(last, target, lc.motion_weight) if lc.motion_weight > 0 else None
+            if lc.l1_weight > 0:
+                per = per + lc.l1_weight / horizon * losses.per_sample_l1(pred.float(), target, weight)
+            if lc.l2_weight > 0:
+                per = per + lc.l2_weight / horizon * losses.per_sample_l2(pred.float(), target, weight)
         # Variety loss (Social GAN): only the closest of the k samples is pulled to the truth,
         # so the others stay free to be the *other* future instead of all collapsing to the mean.
         terms["g_rec"] = (losses.best_of_k(rearrange(per, "(s b) -> s b", s=k), lc.variety_relax) if k > 1

@@ -295,7 +295,9 @@ def run(args) -> dict:
         if size != store.size:
             raise UsageError(f"{args.data}: store frames are {store.size[0]}x{store.size[1]}, "
                              f"{path} was trained on {size[0]}x{size[1]}")
-        name = base = cfg.run.name or Path(path).stem
+        # runs/<run>/checkpoints/last.pt -> "<run>": two runs of one config keep their own names.
+        ckpt = Path(path)
+        name = base = ckpt.parent.parent.name if ckpt.parent.name == "checkpoints" else cfg.run.name or ckpt.stem
         i = 2
         while name in models or name == COPY_LAST:  # two runs of one config: default, default#2
             name, i = f"{base}#{i}", i + 1

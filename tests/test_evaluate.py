@@ -97,6 +97,16 @@ def test_cli_writes_json_plot_and_table(tmp_path, capsys):
     assert "FVD and LPIPS skipped" in stdout and "frames/s" not in stdout
 
 
+def test_models_in_run_directories_are_named_after_the_run(tmp_path, capsys):
+    store = write_store(tmp_path / "s", sliding_square(12))
+    gan = make_checkpoint(tmp_path / "runs" / "pacman" / "checkpoints" / "last.pt", z_dim=4)
+    reg = make_checkpoint(tmp_path / "runs" / "pacman_regression" / "checkpoints" / "last.pt", z_dim=0)
+    assert main(["--checkpoint", str(gan), "--data", str(store), "--split", "all", "--horizon", "2",
+                 "--samples", "2", "--baseline", str(reg), "--max-windows", "2", "--out", str(tmp_path / "e")]) == 0
+    r = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert list(r["models"]) == ["pacman", "pacman_regression", COPY_LAST]
+
+
 @pytest.mark.parametrize("case", ["missing-checkpoint", "missing-store", "horizon-0", "other-size",
                                   "no-val-windows"])
 def test_cli_errors_are_one_line(tmp_path, capsys, case):

@@ -49,6 +49,10 @@ def test_pipeline_end_to_end(tmp_path, capsys):
     assert res["regression"]["samples_per_context"] == 1 and res["gan"]["samples_per_context"] == 4
     for r in res.values():
         assert r["sharp_rate"] + r["split_rate"] + r["blurred_rate"] == pytest.approx(1.0)
+        assert 0 <= r["noisy_rate"] <= 1
+        assert len(r["step1_left_right_per_context"]) == r["contexts"]
+        sharp_step1 = sum(map(sum, r["step1_left_right_per_context"]))
+        assert sharp_step1 == round(r["per_step"][0]["sharp"] * r["contexts"] * r["samples_per_context"])
         assert r["frames"] == r["contexts"] * r["samples_per_context"] * 2
     assert (out / "fork.gif").read_bytes()[:6] == b"GIF89a"
     assert "sharp" in capsys.readouterr().out

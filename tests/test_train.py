@@ -165,6 +165,27 @@ def test_best_of_k_gives_every_class_a_turn(monkeypatch):
     assert torch.equal(seen[-1], torch.tensor([0, 0, 1, 1, 2, 2, 0, 0]))  # index = s * B + b, B = 2
 
 
+def test_unrolled_g_step_trains_on_its_own_predictions():
+    """data.horizon=2: the reconstruction also scores the second step, predicted from G's own
+    first frame, and its gradient reaches G."""
+    torch.manual_seed(0)
+    clip = torch.rand(2, 6, 3, 32, 32) * 2 - 1   # K=4 context + 2 future frames
+
+    def g_rec(horizon: int, window: torch.Tensor) -> float:
+        cfg = load_config(None, [*TINY, f"data.horizon={horizon}", "loss.adv_weight=0", "loss.diversity_weight=0"])
+        torch.manual_seed(1)
+        G, D = build_generator(cfg.model, 4), build_discriminator(cfg.model, 4)
+        gan = engine.build_gan(cfg, G, D, torch.device("cpu"), None)
+        out = engine.g_step(gan, cfg, window, step=1)
+        assert all(p.grad is not None for p in G.parameters())
+        return out["g_rec"].item()
+
+    other = clip.clone()
+    other[:, 5] = -other[:, 5]                   # change only the second future frame
+    assert g_rec(1, clip[:, :5]) == g_rec(1, other[:, :5])
+    assert g_rec(2, clip) != g_rec(2, other)
+
+
 def test_d_step_leaves_g_untouched():
     cfg = load_config(None, TINY)
     G, D = build_generator(cfg.model, 4), build_discriminator(cfg.model, 4)

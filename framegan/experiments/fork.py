@@ -124,12 +124,13 @@ def score_model(G, K: int, episodes: list[game.Episode], samples: int, horizon: 
     noisy = 0
     per_step = [{"sharp": 0, "split": 0, "blurred": 0, "left": 0} for _ in range(horizon)]
     left = sharp = 0
-    step1_branches = []
+    per_context = []  # step 1, per context: [left, right] among sharp frames
     videos = []
     for i, ep in enumerate(episodes):
         ctx = to_model(ep.frames[ep.fork + 1 - K: ep.fork + 1])              # (K, C, H, W)
         fut = to_pixels(rollout(G, ctx, horizon, samples=samples, seed=seed + i))  # (S, T, H, W, 3)
         videos.append(fut)
+        per_context.append([0, 0])
         for s in range(fut.shape[0]):
             for t in range(horizon):
                 label, branch = score_frame(fut[s, t], ep, t + 1)
@@ -140,8 +141,8 @@ def score_model(G, K: int, episodes: list[game.Episode], samples: int, horizon: 
                     sharp += 1
                     left += branch == game.LEFT
                     per_step[t]["left"] += branch == game.LEFT
-                if t == 0:
-                    step1_branches.append(branch if label == "sharp" else 0)
+                    if t == 0:
+                        per_context[-1][branch == game.RIGHT] += 1
     total = sum(counts.values())
     return {
         "frames": total,
@@ -149,6 +150,7 @@ def score_model(G, K: int, episodes: list[game.Episode], samples: int, horizon: 
         "split_rate": counts["split"] / total,
         "blurred_rate": counts["blurred"] / total,
         "noisy_rate": noisy / total,  # frames whose scene breaks away from the character (any label)
+        "step1_left_right_per_context": per_context,  # z, not the context, should pick the side
         "left_share": left / sharp if sharp else None,  # among sharp frames
         "per_step": [{k: v / (total / horizon) if k != "left" else v for k, v in d.items()} for d in per_step],
         "videos": videos,

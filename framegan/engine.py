@@ -148,6 +148,7 @@ def g_step(gan: GAN, cfg: Config, clip: torch.Tensor, step: int, reduce_grads=No
         terms["g_adv"] = lc.adv_weight * losses.g_adversarial(fake_logits, lc.adv_type, w_adv)
     if lc.l1_weight > 0 or lc.l2_weight > 0:
         per = torch.zeros(k * B, device=fake.device)  # per-sample reconstruction, mean over the steps
+        first = None                                   # ... and of the first step alone
         for t, pred in enumerate(preds):
             target, last = futures_k[:, t], ctx_k[:, -1] if t == 0 else futures_k[:, t - 1]
             weight = losses.motion_weight(last, target, lc.motion_weight) if lc.motion_weight > 0 else None
@@ -155,10 +156,12 @@ def g_step(gan: GAN, cfg: Config, clip: torch.Tensor, step: int, reduce_grads=No
                 per = per + lc.l1_weight / horizon * losses.per_sample_l1(pred.float(), target, weight)
             if lc.l2_weight > 0:
                 per = per + lc.l2_weight / horizon * losses.per_sample_l2(pred.float(), target, weight)
+            if t == 0:
+                first = per * horizon
         # Variety loss (Social GAN): only the closest of the k samples is pulled to the truth,
         # so the others stay free to be the *other* future instead of all collapsing to the mean.
-        terms["g_rec"] = (losses.best_of_k(rearrange(per, "(s b) -> s b", s=k), lc.variety_relax) if k > 1
-                          else per.mean())
+        terms["g_rec"] = (losses.best_of_k(rearrange(per, "(s b) -> s b", s=k), lc.variety_relax,
+                                           rearrange(first, "(s b) -> s b", s=k)) if k > 1 else per.mean())
     if lc.gdl_weight > 0:
         terms["g_gdl"] = lc.gdl_weight * losses.gdl(fake, real_k, lc.gdl_alpha)
     if lc.diversity_weight > 0:

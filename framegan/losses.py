@@ -113,7 +113,8 @@ def _per_sample(err: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
     return reduce(err if weight is None else err * weight, "b c h w -> b", "mean")
 
 
-def best_of_k(per_sample_losses: torch.Tensor, relax: float = 0.0) -> torch.Tensor:
+def best_of_k(per_sample_losses: torch.Tensor, relax: float = 0.0,
+              relax_losses: torch.Tensor | None = None) -> torch.Tensor:
     """Variety loss (Gupta et al. 2018, Social GAN): ``(k, B)`` losses of k samples per context
     -> min over k, mean over B. Only the closest sample is pulled to the target, so the others
     stay free to cover the other outcomes (a plain mean over k pulls all of them to the average).
@@ -122,13 +123,18 @@ def best_of_k(per_sample_losses: torch.Tensor, relax: float = 0.0) -> torch.Tens
     winner-takes-all, Rupprecht et al. 2017). Pure best-of-k never corrects a noise value that
     never wins: measured on the fork, one of two z classes won every deterministic context and
     the other drew 13 % wrong pixels there. A small relax fixes that without averaging the modes:
-    for L1 the minimiser of |x - a| + relax * |x - b| stays at a for any relax < 1."""
+    for L1 the minimiser of |x - a| + relax * |x - b| stays at a for any relax < 1.
+
+    ``relax_losses`` (k, B), if given, are what the relax term pulls on instead (the unrolled
+    G step passes the first step alone: a losing sample's later steps continue from its own,
+    other future, so the truth is no target for them)."""
     k = per_sample_losses.shape[0]
-    best = reduce(per_sample_losses, "k b -> b", "min")
+    best, win = per_sample_losses.min(dim=0)
     if relax == 0 or k == 1:
         return best.mean()
-    others = (reduce(per_sample_losses, "k b -> b", "sum") - best) / (k - 1)
-    return (best + relax * others).mean()
+    pull = per_sample_losses if relax_losses is None else relax_losses
+    losers = torch.ones_like(pull, dtype=torch.bool).scatter(0, win[None], False)
+    return (best + relax * (pull * losers).sum(0) / (k - 1)).mean()
 
 
 def motion_weight(last: torch.Tensor, target: torch.Tensor, weight: float) -> torch.Tensor:

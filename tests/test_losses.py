@@ -166,3 +166,5 @@ def test_relaxed_best_of_k_adds_a_small_pull_on_the_other_samples():
     assert L.best_of_k(per).item() == pytest.approx(1.5)                 # min per column: 1, 2
     assert L.best_of_k(per, relax=0.1).item() == pytest.approx(1.85)     # + 0.1 * (3, 4)
     assert L.best_of_k(per[:1], relax=0.1).item() == pytest.approx(2.5)  # k = 1: plain mean
+    first = torch.tensor([[0.5, 1.0], [2.0, 0.5]])  # the losers (row 1 col 0, row 0 col 1) pull on these
+    assert L.best_of_k(per, relax=0.1, relax_losses=first).item() == pytest.approx((1 + 0.2 + 2 + 0.1) / 2)

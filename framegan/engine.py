@@ -134,8 +134,8 @@ def g_step(gan: GAN, cfg: Config, clip: torch.Tensor, step: int, reduce_grads=No
         fake_logits = gan.D(ctx_k, fake).float() if lc.adv_weight > 0 else None
         # Windows of data.horizon > 1 frames: G goes on from its own predictions with the same z,
         # as in a rollout, and the reconstruction below covers every step (backpropagated through
-        # the fed-back frames). Next-frame training alone never shows G a context it drew itself,
-        # and rollout steps 2-3 at the fork broke the scene (exposure bias).
+        # the fed-back frames): next-frame training alone never shows G a context it drew itself
+        # (exposure bias). Not needed on the fork experiment, at 1.6x the step time (README).
         preds, x = [fake], ctx_k
         for _ in range(1, horizon):
             x = torch.cat([x[:, 1:], preds[-1][:, None].to(x.dtype)], dim=1)
@@ -147,21 +147,22 @@ def g_step(gan: GAN, cfg: Config, clip: torch.Tensor, step: int, reduce_grads=No
                  if lc.adv_motion_weight > 0 else None)
         terms["g_adv"] = lc.adv_weight * losses.g_adversarial(fake_logits, lc.adv_type, w_adv)
     if lc.l1_weight > 0 or lc.l2_weight > 0:
-        per = torch.zeros(k * B, device=fake.device)  # per-sample reconstruction, mean over the steps
-        first = None                                   # ... and of the first step alone
+        per_step = []  # per-sample reconstruction (k * B,) of each predicted step
         for t, pred in enumerate(preds):
             target, last = futures_k[:, t], ctx_k[:, -1] if t == 0 else futures_k[:, t - 1]
             weight = losses.motion_weight(last, target, lc.motion_weight) if lc.motion_weight > 0 else None
+            rec = torch.zeros(k * B, device=fake.device)
             if lc.l1_weight > 0:
-                per = per + lc.l1_weight / horizon * losses.per_sample_l1(pred.float(), target, weight)
+                rec = rec + lc.l1_weight * losses.per_sample_l1(pred.float(), target, weight)
             if lc.l2_weight > 0:
-                per = per + lc.l2_weight / horizon * losses.per_sample_l2(pred.float(), target, weight)
-            if t == 0:
-                first = per * horizon
+                rec = rec + lc.l2_weight * losses.per_sample_l2(pred.float(), target, weight)
+            per_step.append(rec)
+        per = torch.stack(per_step).mean(0)
         # Variety loss (Social GAN): only the closest of the k samples is pulled to the truth,
         # so the others stay free to be the *other* future instead of all collapsing to the mean.
+        # The relax term pulls the others on the first step alone (see losses.best_of_k).
         terms["g_rec"] = (losses.best_of_k(rearrange(per, "(s b) -> s b", s=k), lc.variety_relax,
-                                           rearrange(first, "(s b) -> s b", s=k)) if k > 1 else per.mean())
+                                           rearrange(per_step[0], "(s b) -> s b", s=k)) if k > 1 else per.mean())
     if lc.gdl_weight > 0:
         terms["g_gdl"] = lc.gdl_weight * losses.gdl(fake, real_k, lc.gdl_alpha)
     if lc.diversity_weight > 0:

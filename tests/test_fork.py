@@ -18,8 +18,8 @@ def episode():
 def test_scorer_on_exact_frames(episode, step):
     fut = game.fork_futures(episode, step)
     left, right = fut[game.LEFT][-1], fut[game.RIGHT][-1]
-    assert fork.score_frame(left, episode, step) == ("sharp", game.LEFT)
-    assert fork.score_frame(right, episode, step) == ("sharp", game.RIGHT)
+    assert fork.score_frame(left, episode, step) == ("sharp", game.LEFT, False)
+    assert fork.score_frame(right, episode, step) == ("sharp", game.RIGHT, False)
     average = ((left.astype(float) + right) / 2).round().astype(np.uint8)  # the L1 answer
     assert fork.score_frame(average, episode, step)[0] == "split"
     both = np.maximum(left, right)  # two whole characters is not one sharp character either
@@ -31,8 +31,7 @@ def test_scorer_on_exact_frames(episode, step):
     rng = np.random.default_rng(0)
     ys, xs = rng.integers(0, noisy.shape[0], (2, noisy.shape[0] ** 2 // 10))
     noisy[ys[ys > 30], xs[ys > 30]] = 255 - noisy[ys[ys > 30], xs[ys > 30]]
-    assert fork.score_frame(noisy, episode, step)[0] == "blurred" and fork.is_noisy(noisy, episode, step)
-    assert not fork.is_noisy(left, episode, step)
+    assert fork.score_frame(noisy, episode, step)[::2] == ("blurred", True)
     faded = ((left.astype(float) + game.render(episode.clock + episode.fork + step, episode.palette, None)) / 2)
     assert fork.score_frame(faded.round().astype(np.uint8), episode, step)[0] == "blurred"
 

@@ -61,8 +61,9 @@ def alpha_map(pred: np.ndarray, background: np.ndarray) -> np.ndarray:
     return ((p - b) * d).sum(-1) / np.maximum((d * d).sum(-1), 1.0)
 
 
-def score_frame(pred: np.ndarray, ep: game.Episode, step: int) -> tuple[str, int]:
-    """Classify one predicted frame ``step`` (1-based) frames after ``ep``'s fork."""
+def score_frame(pred: np.ndarray, ep: game.Episode, step: int) -> tuple[str, int, bool]:
+    """Classify one predicted frame ``step`` (1-based) frames after ``ep``'s fork: (label, branch,
+    whether the scene away from the character is broken)."""
     size = pred.shape[0]
     clock = ep.clock + ep.fork + step
     bg = game.render(clock, ep.palette, None, size)
@@ -75,12 +76,12 @@ def score_frame(pred: np.ndarray, ep: game.Episode, step: int) -> tuple[str, int
     a_l, a_r, a_old = mean["l"], mean["r"], mean["old"]
     hi, lo = max(a_l, a_r), min(a_l, a_r)
     branch = game.LEFT if a_l > a_r else game.RIGHT
-    clean = background_error(pred, bg, left | right | old) <= NOISY_SHARE
-    if hi >= SHARP_ON and lo <= OFF and a_old <= OFF and clean:
-        return "sharp", branch
+    noisy = background_error(pred, bg, left | right | old) > NOISY_SHARE
+    if hi >= SHARP_ON and lo <= OFF and a_old <= OFF and not noisy:
+        return "sharp", branch, noisy
     if lo >= SPLIT_ON:
-        return "split", branch
-    return "blurred", branch
+        return "split", branch, noisy
+    return "blurred", branch, noisy
 
 
 def boxes(step: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -89,13 +90,6 @@ def boxes(step: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     left, right = sprite_mask(jx - v * step, size), sprite_mask(jx + v * step, size)
     old = sprite_mask(jx - v * (step - 1), size) | sprite_mask(jx + v * (step - 1), size)
     return left, right, old
-
-
-def is_noisy(pred: np.ndarray, ep: game.Episode, step: int) -> bool:
-    """Does frame ``step`` after the fork break the scene away from the character?"""
-    bg = game.render(ep.clock + ep.fork + step, ep.palette, None, pred.shape[0])
-    left, right, old = boxes(step, pred.shape[0])
-    return background_error(pred, bg, left | right | old) > NOISY_SHARE
 
 
 def background_error(pred: np.ndarray, bg: np.ndarray, boxes: np.ndarray) -> float:
@@ -133,9 +127,9 @@ def score_model(G, K: int, episodes: list[game.Episode], samples: int, horizon: 
         per_context.append([0, 0])
         for s in range(fut.shape[0]):
             for t in range(horizon):
-                label, branch = score_frame(fut[s, t], ep, t + 1)
+                label, branch, broken = score_frame(fut[s, t], ep, t + 1)
                 counts[label] += 1
-                noisy += is_noisy(fut[s, t], ep, t + 1)
+                noisy += broken
                 per_step[t][label] += 1
                 if label == "sharp":
                     sharp += 1

@@ -65,7 +65,9 @@ class ModelConfig:
     z_dim: int = 8                  # continuous noise size (z_dist); 0 and z_classes 0 = deterministic G
     z_classes: int = 0              # discrete noise: a uniform one-hot over this many classes, appended to z
     z_dist: ZDist = ZDist.gaussian  # distribution z is drawn from
-    z_inject: ZInject = ZInject.modulate  # how z enters G
+    z_inject: ZInject = ZInject.modulate  # how z (and the action) enters G
+    actions: int = -1               # actions G and D are conditioned on: -1 = auto (the store's count), 0 = none
+    inverse: bool = True            # with z_classes: also train q(class | context, next frame) (latent actions)
     residual: bool = True           # G predicts the change from the last context frame
     d_backbone: DBackbone = DBackbone.cnn  # temporal discriminator family
     d_width: int = 32               # base channel count of D
@@ -91,6 +93,7 @@ class LossConfig:
     r1_gamma: float = 0.0           # R1 penalty on real pairs (0 = off)
     r1_every: int = 16              # lazy R1: apply every N D steps, scaled by N
     wrong_context_weight: float = 1.0  # weight of real-frame/wrong-context negatives in D's loss
+    wrong_action_weight: float = 1.0  # weight of real-frame/wrong-action negatives in D's loss (actions > 0)
     diversity_weight: float = 0.0   # DSGAN diversity-sensitive term (0 = off)
     diversity_cap: float = 1.0      # clamp of the diversity ratio so it cannot run away
 
@@ -186,9 +189,12 @@ def validate(cfg: Config) -> None:
     need(1 <= m.d_depth <= 6, f"model.d_depth must be in 1..6, got {m.d_depth}")
     need(m.z_dim >= 0, f"model.z_dim must be >= 0, got {m.z_dim}")
     need(m.z_classes == 0 or m.z_classes >= 2, f"model.z_classes must be 0 or >= 2, got {m.z_classes}")
+    need(m.actions >= -1, f"model.actions must be -1 (auto), 0 (none) or a count, got {m.actions}")
+    need(not (d.augment and m.actions > 0),
+         "data.augment (horizontal flips) would swap the meaning of left/right keys: not with model.actions")
     need(m.d_patch >= 1 and m.d_layers >= 1 and m.d_heads >= 1, "model.d_patch/d_layers/d_heads must be >= 1")
     for k in ("adv_weight", "l1_weight", "l2_weight", "gdl_weight", "motion_weight", "adv_motion_weight", "r1_gamma",
-              "wrong_context_weight", "diversity_weight", "variety_relax"):
+              "wrong_context_weight", "wrong_action_weight", "diversity_weight", "variety_relax"):
         need(getattr(lo, k) >= 0, f"loss.{k} must be >= 0, got {getattr(lo, k)}")
     need(lo.variety_k >= 1, f"loss.variety_k must be >= 1, got {lo.variety_k}")
     need(lo.variety_relax < 1, f"loss.variety_relax must be < 1 (1 = plain mean over k), got {lo.variety_relax}")

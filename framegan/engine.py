@@ -1,13 +1,17 @@
 """One training step of the conditional GAN, in two named phases (StyleGAN2-ADA style).
 
-Tensors are ``(B, T, C, H, W)`` in [-1, 1]; a training window has ``T = K + 1``: the context
-``x = clip[:, :K]`` and the target ``clip[:, K]``.
+Tensors are ``(B, T, C, H, W)`` in [-1, 1]; a training window has ``T = K + horizon``: the
+context ``x = clip[:, :K]`` and the targets ``clip[:, K:]``. ``actions`` ``(B, T)`` hold the index
+of the key pressed after each frame (``None`` for a model without action input): target 1 follows
+``actions[:, K-1]``.
 
-* ``d_step``: G frozen. D learns real (context, next frame) pairs -> high; generated frames and
-  real frames under another sample's context (wrong-context negatives, which make D *temporal*)
-  -> low. Lazy R1 on real pairs.
+* ``d_step``: G frozen. D learns real (context, action, next frame) triples -> high; generated
+  frames, real frames under another sample's context (wrong-context negatives, which make D
+  *temporal*) and real frames under a key that was not pressed (wrong-action negatives) -> low.
+  Lazy R1 on real pairs.
 * ``g_step``: D frozen. G learns to raise D's score on its samples, plus reconstruction
   (motion-weighted L1/L2 on the best of k samples), GDL and a diversity term.
+* ``q_step`` (inside ``g_step``, with discrete noise): the inverse model learns which class won.
 
 Both phases freeze the other network with ``requires_grad_(False)`` rather than ``detach`` tricks,
 so a test can check that G's parameters get gradient *through* D while D's get none.
@@ -37,18 +41,22 @@ class GAN:
     z_gen: torch.Generator           # dedicated noise stream, saved in checkpoints for exact resume
     autocast_dtype: torch.dtype | None
     device: torch.device
+    Q: torch.nn.Module | None = None        # inverse model q(class | context, frame), z_classes > 0
+    opt_q: torch.optim.Optimizer | None = None
 
 
 def build_gan(cfg: Config, G: torch.nn.Module, D: torch.nn.Module, device: torch.device,
-              autocast_dtype: torch.dtype | None) -> GAN:
+              autocast_dtype: torch.dtype | None, Q: torch.nn.Module | None = None) -> GAN:
     t = cfg.train
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     opt_g = torch.optim.Adam(G.parameters(), lr=t.lr_g, betas=(t.beta1, t.beta2))
     opt_d = torch.optim.Adam(D.parameters(), lr=t.lr_d, betas=(t.beta1, t.beta2))
+    # A plain classifier: Adam's default betas, G's learning rate.
+    opt_q = torch.optim.Adam(Q.parameters(), lr=t.lr_g) if Q is not None else None
     # The scaler only does something for fp16 (CUDA); for bf16/fp32 it is a pass-through.
     scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
     z_gen = torch.Generator(device).manual_seed(t.seed + 1)
-    return GAN(G, D, G_ema, opt_g, opt_d, scaler, z_gen, autocast_dtype, device)
+    return GAN(G, D, G_ema, opt_g, opt_d, scaler, z_gen, autocast_dtype, device, Q, opt_q)
 
 
 def autocast(gan: GAN):
@@ -62,6 +70,17 @@ def split_clip(clip: torch.Tensor, K: int) -> tuple[torch.Tensor, torch.Tensor]:
     return clip[:, :K], clip[:, K]
 
 
+def step_actions(actions: torch.Tensor | None, K: int, t: int = 0) -> torch.Tensor | None:
+    """The keys ``(B,)`` that lead to target ``t`` (0-based) of windows with actions ``(B, T)``."""
+    return None if actions is None else actions[:, K - 1 + t]
+
+
+def wrong_actions(a: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    """For each key in ``a`` another one of the ``n``, uniformly: ``(a + U{1..n-1}) mod n``."""
+    shift = torch.randint(1, n, a.shape, device=a.device, generator=generator)
+    return (a + shift) % n
+
+
 def sample_z(gan: GAN, n: int, classes: torch.Tensor | None = None) -> torch.Tensor:
     G = unwrap(gan.G)
     return G.sample_z(n, device=gan.device, generator=gan.z_gen, classes=classes)
@@ -71,47 +90,60 @@ def unwrap(m: torch.nn.Module) -> torch.nn.Module:
     return getattr(m, "_orig_mod", m)  # torch.compile wrapper -> module (for attributes)
 
 
-def d_step(gan: GAN, cfg: Config, clip: torch.Tensor, step: int, reduce_grads=None) -> dict:
+def d_step(gan: GAN, cfg: Config, clip: torch.Tensor, step: int, reduce_grads=None,
+           actions: torch.Tensor | None = None) -> dict:
     """Discriminator phase. Returns detached scalars for logging."""
     lc = cfg.loss
     ctx, real = split_clip(clip, cfg.data.context)
+    a = step_actions(actions, cfg.data.context)
+    B, n_act = ctx.shape[0], unwrap(gan.D).num_actions
     gan.G.requires_grad_(False)
     gan.D.requires_grad_(True)
     with torch.no_grad(), autocast(gan):
-        fake = gan.G(ctx, sample_z(gan, ctx.shape[0]))
-    # Wrong-context negatives: each real frame under the next sample's context. With B == 1
-    # there is no other context, so the term is skipped.
-    use_wrong = lc.wrong_context_weight > 0 and ctx.shape[0] > 1
+        fake = gan.G(ctx, sample_z(gan, B), a)
+    # Negatives beside G's samples. Wrong context: each real frame under the next sample's context
+    # (and key); skipped with B == 1, where there is no other context. Wrong action: each real
+    # frame under a key that was not pressed, so D must check that the frame follows the key.
+    kinds = [("real", ctx, real, a), ("fake", ctx, fake, a)]
+    if lc.wrong_context_weight > 0 and B > 1:
+        kinds.append(("wrong", ctx.roll(1, dims=0), real, None if a is None else a.roll(1, dims=0)))
+    if lc.wrong_action_weight > 0 and n_act > 1:
+        kinds.append(("wrong_action", ctx, real, wrong_actions(a, n_act, gan.z_gen)))
+    # One D call on the stacked pairs instead of one per kind: same values (D has no batch
+    # statistics), fewer and larger convolutions.
     with autocast(gan):
-        real_logits = gan.D(ctx, real).float()
-        fake_logits = gan.D(ctx, fake).float()
-        wrong_logits = gan.D(ctx.roll(1, dims=0), real).float() if use_wrong else None
+        stacked = gan.D(torch.cat([k[1] for k in kinds]), torch.cat([k[2].to(ctx.dtype) for k in kinds]),
+                        None if a is None else torch.cat([k[3] for k in kinds]))
+    logits = dict(zip([k[0] for k in kinds], stacked.float().split(B)))
     w_real = w_fake = None
     if lc.adv_motion_weight > 0:  # focus D on the patches where the scene moves
-        patches, last = real_logits.shape[-2:], ctx[:, -1]
+        patches, last = logits["real"].shape[-2:], ctx[:, -1]
         w_real = losses.patch_weight(last, [real], lc.adv_motion_weight, patches)
         w_fake = losses.patch_weight(last, [real, fake], lc.adv_motion_weight, patches)
     terms = {
-        "d_real": losses.d_real_loss(real_logits, lc.adv_type, w_real),
-        "d_fake": losses.d_fake_loss(fake_logits, lc.adv_type, w_fake),
+        "d_real": losses.d_real_loss(logits["real"], lc.adv_type, w_real),
+        "d_fake": losses.d_fake_loss(logits["fake"], lc.adv_type, w_fake),
     }
-    if use_wrong:
-        terms["d_wrong"] = lc.wrong_context_weight * losses.d_fake_loss(wrong_logits, lc.adv_type)
+    if "wrong" in logits:
+        terms["d_wrong"] = lc.wrong_context_weight * losses.d_fake_loss(logits["wrong"], lc.adv_type)
+    if "wrong_action" in logits:
+        # Weighted like the real pair: the key's effect shows where the real frame moves.
+        terms["d_wrong_action"] = lc.wrong_action_weight * losses.d_fake_loss(
+            logits["wrong_action"], lc.adv_type, w_real)
     # Lazy R1 (StyleGAN2): every r1_every steps, scaled by r1_every; in fp32 (double backward).
     if lc.r1_gamma > 0 and step % lc.r1_every == 0:
         ctx_r, real_r = ctx.detach().requires_grad_(True), real.detach().requires_grad_(True)
-        r1 = losses.r1_penalty(gan.D(ctx_r, real_r).float(), [ctx_r, real_r])
+        r1 = losses.r1_penalty(gan.D(ctx_r, real_r, a).float(), [ctx_r, real_r])
         terms["d_r1"] = (lc.r1_gamma / 2) * lc.r1_every * r1
     total, gnorm = optimize(gan, gan.D, gan.opt_d, terms, step, "D", reduce_grads)
     out = {k: v.detach() for k, v in terms.items()}
-    out.update(d_total=total.detach(), gnorm_d=gnorm.detach(),
-               score_real=real_logits.detach().mean(), score_fake=fake_logits.detach().mean())
-    if use_wrong:
-        out["score_wrong"] = wrong_logits.detach().mean()
+    out.update(d_total=total.detach(), gnorm_d=gnorm.detach())
+    out.update({f"score_{name}": v.detach().mean() for name, v in logits.items()})
     return out
 
 
-def g_step(gan: GAN, cfg: Config, clip: torch.Tensor, step: int, reduce_grads=None) -> dict:
+def g_step(gan: GAN, cfg: Config, clip: torch.Tensor, step: int, reduce_grads=None,
+           actions: torch.Tensor | None = None) -> dict:
     """Generator phase: k samples per context; adversarial + best-of-k reconstruction + GDL + diversity."""
     lc, K = cfg.loss, cfg.data.context
     ctx, horizon = clip[:, :K], clip.shape[1] - K
@@ -123,6 +155,7 @@ def g_step(gan: GAN, cfg: Config, clip: torch.Tensor, step: int, reduce_grads=No
     ctx_k = repeat(ctx, "b t c h w -> (s b) t c h w", s=k)
     futures_k = repeat(clip[:, K:], "b t c h w -> (s b) t c h w", s=k)
     real_k = futures_k[:, 0]
+    actions_k = None if actions is None else repeat(actions, "b t -> (s b) t", s=k)
     # With discrete noise, sample s gets class s mod z_classes: every class competes for the
     # best-of-k win on every context, so each class specialises on one future (multiple-choice
     # learning) instead of a class that happens not to be drawn never being corrected.
@@ -130,16 +163,17 @@ def g_step(gan: GAN, cfg: Config, clip: torch.Tensor, step: int, reduce_grads=No
     classes = torch.arange(k * B, device=gan.device) // B % n_cls if n_cls and k > 1 else None
     z = sample_z(gan, k * B, classes)
     with autocast(gan):
-        fake = gan.G(ctx_k, z)
-        fake_logits = gan.D(ctx_k, fake).float() if lc.adv_weight > 0 else None
+        a0 = step_actions(actions_k, K)
+        fake = gan.G(ctx_k, z, a0)
+        fake_logits = gan.D(ctx_k, fake, a0).float() if lc.adv_weight > 0 else None
         # Windows of data.horizon > 1 frames: G goes on from its own predictions with the same z,
         # as in a rollout, and the reconstruction below covers every step (backpropagated through
         # the fed-back frames): next-frame training alone never shows G a context it drew itself
         # (exposure bias). Not needed on the fork experiment, at 1.6x the step time (README).
         preds, x = [fake], ctx_k
-        for _ in range(1, horizon):
+        for t in range(1, horizon):
             x = torch.cat([x[:, 1:], preds[-1][:, None].to(x.dtype)], dim=1)
-            preds.append(gan.G(x, z))
+            preds.append(gan.G(x, z, step_actions(actions_k, K, t)))
     fake = fake.float()
     terms = {}
     if lc.adv_weight > 0:
@@ -157,12 +191,14 @@ def g_step(gan: GAN, cfg: Config, clip: torch.Tensor, step: int, reduce_grads=No
             if lc.l2_weight > 0:
                 rec = rec + lc.l2_weight * losses.per_sample_l2(pred.float(), target, weight)
             per_step.append(rec)
-        per = torch.stack(per_step).mean(0)
+        per = rearrange(torch.stack(per_step).mean(0), "(s b) -> s b", s=k)
         # Variety loss (Social GAN): only the closest of the k samples is pulled to the truth,
         # so the others stay free to be the *other* future instead of all collapsing to the mean.
         # The relax term pulls the others on the first step alone (see losses.best_of_k).
-        terms["g_rec"] = (losses.best_of_k(rearrange(per, "(s b) -> s b", s=k), lc.variety_relax,
-                                           rearrange(per_step[0], "(s b) -> s b", s=k)) if k > 1 else per.mean())
+        terms["g_rec"] = (losses.best_of_k(per, lc.variety_relax, rearrange(per_step[0], "(s b) -> s b", s=k))
+                          if k > 1 else per.mean())
+        if classes is not None:
+            winners = rearrange(classes, "(s b) -> s b", s=k).gather(0, per.detach().argmin(0, keepdim=True))[0]
     if lc.gdl_weight > 0:
         terms["g_gdl"] = lc.gdl_weight * losses.gdl(fake, real_k, lc.gdl_alpha)
     if lc.diversity_weight > 0:
@@ -171,14 +207,27 @@ def g_step(gan: GAN, cfg: Config, clip: torch.Tensor, step: int, reduce_grads=No
         else:  # a second draw just for the diversity term
             z2 = sample_z(gan, B)
             with autocast(gan):
-                f2 = gan.G(ctx, z2).float()
+                f2 = gan.G(ctx, z2, step_actions(actions, K)).float()
             f1, z1 = fake, z
         terms["g_div"] = lc.diversity_weight * losses.diversity(f1, f2, z1, z2, lc.diversity_cap)
     total, gnorm = optimize(gan, gan.G, gan.opt_g, terms, step, "G", reduce_grads)
     gan.D.requires_grad_(True)
     out = {k_: v.detach() for k_, v in terms.items()}
     out.update(g_total=total.detach(), gnorm_g=gnorm.detach())
+    if gan.Q is not None and classes is not None and "g_rec" in terms:
+        out.update(q_step(gan, ctx, clip[:, K], winners, step, reduce_grads))
     return out
+
+
+def q_step(gan: GAN, ctx: torch.Tensor, real: torch.Tensor, winners: torch.Tensor, step: int,
+           reduce_grads=None) -> dict:
+    """Inverse-model phase: q(class | context, real next frame) learns the class whose sample won
+    best-of-k on this window, i.e. the latent action that explains the real step."""
+    with autocast(gan):
+        logits = gan.Q(ctx, real).float()
+    terms = {"q_ce": torch.nn.functional.cross_entropy(logits, winners)}
+    total, _ = optimize(gan, gan.Q, gan.opt_q, terms, step, "Q", reduce_grads)
+    return {"q_ce": total.detach(), "q_acc": (logits.argmax(1) == winners).float().mean()}
 
 
 def optimize(gan: GAN, net: torch.nn.Module, opt: torch.optim.Optimizer, terms: dict, step: int,

@@ -1,10 +1,16 @@
-"""The temporal discriminator D(context, frame): is ``frame`` a real next frame for ``context``?
+"""The temporal discriminator D(context, frame, action): is ``frame`` a real next frame for
+``context`` (after the player pressed ``action``)?
 
 Frames are ``(B, T, C, H, W)`` float in [-1, 1]. D sees the K context frames ``(B, K, C, H, W)``
 and one candidate ``(B, C, H, W)`` and returns logits ``(B, 1, h, w)``, one per patch (PatchGAN,
 Isola et al. 2017): a local verdict everywhere, so a small wrong sprite cannot hide in a large
 correct background. Because the context is an input, a real frame under the wrong context can be
 called fake: that is what makes D temporal rather than an image critic.
+
+With ``cfg.actions`` > 0, D is a projection discriminator (Miyato & Koyama 2018): each patch's
+logit gets ``<embed(action), features>`` added, so a real frame shown under an action that was not
+taken (a wrong-action negative, engine.d_step) can be called fake too: D punishes a frame that
+ignores the key.
 
 Backbones (``cfg.d_backbone``):
   cnn          stride-2 4x4 convs over the stacked (context, candidate) channels, LeakyReLU 0.2,
@@ -24,7 +30,7 @@ import contextlib
 import itertools
 
 import torch
-from einops import rearrange
+from einops import einsum, rearrange
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -45,14 +51,16 @@ class PatchCNN(nn.Module):
         layers = []
         for cin, cout in itertools.pairwise(chs):
             layers += [maybe_sn(nn.Conv2d(cin, cout, 4, 2, 1), sn), nn.LeakyReLU(0.2)]
-        layers += [maybe_sn(nn.Conv2d(chs[-1], chs[-1], 3, 1, 1), sn), nn.LeakyReLU(0.2),
-                   maybe_sn(nn.Conv2d(chs[-1], 1, 3, 1, 1), sn)]
+        layers += [maybe_sn(nn.Conv2d(chs[-1], chs[-1], 3, 1, 1), sn), nn.LeakyReLU(0.2)]
         self.net = nn.Sequential(*layers)
-        self.stride = 2**cfg.d_depth
+        self.head = maybe_sn(nn.Conv2d(chs[-1], 1, 3, 1, 1), sn)
+        self.stride, self.features = 2**cfg.d_depth, chs[-1]
 
-    def forward(self, context: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
+    def forward(self, context: torch.Tensor, frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits (B, 1, h, w), features (B, h, w, F)) for the action projection."""
         x = torch.cat([rearrange(context, "b t c h w -> b (t c) h w"), frame], dim=1)
-        return self.net(x)
+        h = self.net(x)
+        return self.head(h), rearrange(h, "b f h w -> b h w f")
 
 
 class SpaceTimeTransformer(nn.Module):
@@ -72,6 +80,7 @@ class SpaceTimeTransformer(nn.Module):
         self.blocks = nn.ModuleList(TransformerBlock(dim, cfg.d_heads) for _ in range(cfg.d_layers))
         self.norm = nn.LayerNorm(dim)
         self.score = maybe_sn(nn.Linear(dim, 1), sn)
+        self.features = dim
 
     def forward(self, context: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
         x = torch.cat([context, frame[:, None]], dim=1)  # (B, K+1, C, H, W)
@@ -88,21 +97,27 @@ class SpaceTimeTransformer(nn.Module):
         with sdpa_kernel(SDPBackend.MATH) if wants_input_grad else contextlib.nullcontext():
             for block in self.blocks:
                 tok = block(tok)
-        candidate = rearrange(tok, "b (t h w) d -> b t h w d", t=t, h=gh)[:, -1]
-        return rearrange(self.score(self.norm(candidate)), "b h w 1 -> b 1 h w")
+        candidate = self.norm(rearrange(tok, "b (t h w) d -> b t h w d", t=t, h=gh)[:, -1])
+        return rearrange(self.score(candidate), "b h w 1 -> b 1 h w"), candidate
 
 
 class Discriminator(nn.Module):
-    """``forward(context (B,K,C,H,W), frame (B,C,H,W)) -> logits (B, 1, h, w)`` (higher = real)."""
+    """``forward(context (B,K,C,H,W), frame (B,C,H,W), action (B,) | None) -> logits (B, 1, h, w)``
+    (higher = real)."""
 
     def __init__(self, cfg: ModelConfig, context: int, channels: int = 3):
         super().__init__()
         self.context, self.channels = context, channels
+        self.num_actions = max(cfg.actions, 0)  # -1 (auto) is resolved by train.py
         self.backbone = DBackbone(cfg.d_backbone).value
         net = PatchCNN if self.backbone == "cnn" else SpaceTimeTransformer
         self.net = net(cfg, context, channels)
+        # Projection: one learned vector per action, dotted with every patch's features.
+        self.embed = (maybe_sn(nn.Embedding(self.num_actions, self.net.features), cfg.d_spectral_norm)
+                      if self.num_actions else None)
 
-    def forward(self, context: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
+    def forward(self, context: torch.Tensor, frame: torch.Tensor,
+                action: torch.Tensor | None = None) -> torch.Tensor:
         if context.ndim != 5 or frame.ndim != 4:
             raise ValueError(f"D expects context (B, K, C, H, W) and frame (B, C, H, W), got "
                              f"{tuple(context.shape)} and {tuple(frame.shape)}")
@@ -113,7 +128,14 @@ class Discriminator(nn.Module):
         s = self.net.stride
         if height % s or width % s:
             raise ValueError(f"{self.backbone} D needs H and W divisible by {s}; got {height}x{width}")
-        return self.net(context, frame.to(context.dtype)).to(context.dtype)
+        if self.num_actions and (action is None or tuple(action.shape) != (b,)):
+            raise ValueError(f"D needs an action index of shape ({b},), got "
+                             f"{None if action is None else tuple(action.shape)}")
+        logits, features = self.net(context, frame.to(context.dtype))
+        if self.embed is not None:
+            e = self.embed(action.long()).to(features.dtype)
+            logits = logits + rearrange(einsum(features, e, "b h w f, b f -> b h w"), "b h w -> b 1 h w")
+        return logits.to(context.dtype)
 
 
 def build_discriminator(cfg: ModelConfig, context: int, channels: int = 3) -> Discriminator:

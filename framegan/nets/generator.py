@@ -1,11 +1,14 @@
-"""The conditional generator G(x, z): K past frames plus noise -> the next frame.
+"""The conditional generator G(x, z, a): K past frames plus noise (plus the player's action) -> the
+next frame.
 
 Frames are ``(B, T, C, H, W)`` float in [-1, 1]. G folds the context ``(B, K, C, H, W)`` into
 channels and runs a pix2pix-like U-Net: one stride-2 4x4 conv per encoder level, two 3x3 convs
 at the bottleneck, and per decoder level nearest-neighbour upsampling + skip concat + one 3x3
 conv (upsample-then-conv avoids the checkerboard of transposed convs).
 
-z enters in one of three ways (``cfg.z_inject``):
+The conditioning vector is z followed by a one-hot of the action pressed after the last context
+frame (``cfg.actions`` > 0; GameGAN and DIAMOND also condition on the current action). It enters
+in one of three ways (``cfg.z_inject``), so the key reaches G exactly where the noise does:
   concat    z tiled as extra channels at the input and at the bottleneck (SAVP-style tiling)
   add       a linear projection of z added to the bottleneck features ("vector addition")
   modulate  a 2-layer mapping MLP turns z into a style w; FiLM (per-channel scale/shift) from w
@@ -32,10 +35,12 @@ LAST_LIMIT = 0.99
 
 
 class Generator(nn.Module):
-    """U-Net G. ``forward(x (B,K,C,H,W), z (B,z_dim) | None) -> (B,C,H,W)`` in [-1, 1].
+    """U-Net G. ``forward(x (B,K,C,H,W), z (B,z_dim) | None, action (B,) int64 | None) -> (B,C,H,W)``
+    in [-1, 1].
 
     ``self.z_dim`` is the width of the whole noise vector: ``cfg.z_dim`` continuous values followed
     by a one-hot of ``cfg.z_classes`` classes (0 = deterministic G, which takes ``z=None``).
+    ``self.num_actions`` > 0: ``action`` is required, an index in ``[0, num_actions)``.
     """
 
     def __init__(self, cfg: ModelConfig, context: int, channels: int = 3):
@@ -43,12 +48,15 @@ class Generator(nn.Module):
         self.context, self.channels, self.depth = context, channels, cfg.depth
         self.z_cont, self.z_classes = cfg.z_dim, cfg.z_classes
         self.z_dim, self.residual = cfg.z_dim + cfg.z_classes, cfg.residual
+        # -1 (auto) is resolved against the store by train.py; a net built without one has no keys.
+        self.num_actions = max(cfg.actions, 0)
+        self.cond_dim = self.z_dim + self.num_actions  # z, then the action's one-hot
         self.z_dist = ZDist(cfg.z_dist).value  # accepts the enum or its string
-        self.z_inject = ZInject(cfg.z_inject).value if self.z_dim > 0 else None  # None: no z at all
+        self.z_inject = ZInject(cfg.z_inject).value if self.cond_dim > 0 else None  # None: no z, no action
 
         w = cfg.width
         chs = [min(w * 2**i, 8 * w) for i in range(cfg.depth + 1)]
-        z_ch = self.z_dim if self.z_inject == "concat" else 0
+        z_ch = self.cond_dim if self.z_inject == "concat" else 0
         style = STYLE_DIM if self.z_inject == "modulate" else 0
 
         self.stem = ConvNormAct(context * channels + z_ch, chs[0])
@@ -58,8 +66,8 @@ class Generator(nn.Module):
         self.up = nn.ModuleList(ConvNormAct(chs[i + 1] + chs[i], chs[i], style_dim=style)
                                 for i in reversed(range(cfg.depth)))
         self.head = nn.Conv2d(chs[0], channels, 3, padding=1)
-        self.z_proj = nn.Linear(self.z_dim, chs[-1]) if self.z_inject == "add" else None
-        self.mapping = Mapping(self.z_dim, STYLE_DIM) if self.z_inject == "modulate" else None
+        self.z_proj = nn.Linear(self.cond_dim, chs[-1]) if self.z_inject == "add" else None
+        self.mapping = Mapping(self.cond_dim, STYLE_DIM) if self.z_inject == "modulate" else None
         if self.residual:
             # Small but not zero: a zero head would also zero the gradient to every layer below.
             with torch.no_grad():
@@ -89,12 +97,21 @@ class Generator(nn.Module):
             classes = torch.randint(self.z_classes, (n,), device=device, generator=generator)
         return torch.cat([z, F.one_hot(classes.to(device), self.z_classes).to(z.dtype)], dim=1)
 
-    def forward(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
-        self._check(x, z)
+    def condition(self, z: torch.Tensor | None, action: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+        """``(B, cond_dim)``: z, then the one-hot action (either may be empty)."""
+        parts = [z.to(like.dtype)] if self.z_dim > 0 else []
+        if self.num_actions:
+            parts.append(F.one_hot(action.long(), self.num_actions).to(like.dtype))
+        return torch.cat(parts, dim=1)
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor | None = None,
+                action: torch.Tensor | None = None) -> torch.Tensor:
+        self._check(x, z, action)
         h = rearrange(x, "b t c h w -> b (t c) h w")
-        style = self.mapping(z) if self.mapping is not None else None
+        cond = self.condition(z, action, h) if self.cond_dim else None
+        style = self.mapping(cond) if self.mapping is not None else None
         if self.z_inject == "concat":
-            h = torch.cat([h, self._tile(z, h)], dim=1)
+            h = torch.cat([h, self._tile(cond, h)], dim=1)
 
         h = self.stem(h)
         skips = []
@@ -103,9 +120,9 @@ class Generator(nn.Module):
             h = down(h)
 
         if self.z_inject == "concat":
-            h = torch.cat([h, self._tile(z, h)], dim=1)
+            h = torch.cat([h, self._tile(cond, h)], dim=1)
         elif self.z_inject == "add":
-            h = h + rearrange(self.z_proj(z), "b c -> b c 1 1")
+            h = h + rearrange(self.z_proj(cond), "b c -> b c 1 1")
         for block in self.mid:
             h = block(h, style)
 
@@ -126,7 +143,7 @@ class Generator(nn.Module):
     def _tile(self, z: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return repeat(z.to(like.dtype), "b d -> b d h w", h=like.shape[-2], w=like.shape[-1])
 
-    def _check(self, x: torch.Tensor, z: torch.Tensor | None):
+    def _check(self, x: torch.Tensor, z: torch.Tensor | None, action: torch.Tensor | None):
         if x.ndim != 5:
             raise ValueError(f"G expects context (B, K, C, H, W), got shape {tuple(x.shape)}")
         b, k, c, height, width = x.shape
@@ -138,6 +155,9 @@ class Generator(nn.Module):
         if self.z_dim > 0 and (z is None or tuple(z.shape) != (b, self.z_dim)):
             got = None if z is None else tuple(z.shape)
             raise ValueError(f"G needs z of shape ({b}, {self.z_dim}), got {got}")
+        if self.num_actions and (action is None or tuple(action.shape) != (b,)):
+            got = None if action is None else tuple(action.shape)
+            raise ValueError(f"G needs an action index of shape ({b},), got {got}")
 
 
 def build_generator(cfg: ModelConfig, context: int, channels: int = 3) -> Generator:

@@ -79,8 +79,8 @@ def extraction(path: Path, out: Path) -> int:
 
 def windows_per_second(loader, batches: int) -> float:
     t0, n = time.perf_counter(), 0
-    for i, batch in enumerate(loader):
-        n += len(batch)
+    for i, (clips, _actions) in enumerate(loader):
+        n += len(clips)
         if i + 1 == batches:
             break
     return n / (time.perf_counter() - t0)

@@ -11,18 +11,23 @@ set, held for a random 1..``max_hold`` recorded frames (a fresh random action ev
 just jitter in place). ALE's own sticky actions (``repeat_action_probability``, Machado et al. 2018)
 add emulator-level randomness on top. On game over the game resets and recording goes on. In
 Ms. Pac-Man that reset looks like a respawn with the dots back (16x16 thumbnail difference ~0.01,
-measured, far below the extractor's 0.05 scene threshold), so it stays inside a segment, as
-respawns after a lost life do: both follow from the screen (death animation, lives left).
+measured, far below the extractor's 0.05 scene threshold), so no scene-cut detector can find it;
+the recorder knows it, so it writes the reset frames to ``<stem>.cuts.npy`` and extraction starts
+a new segment there (no training window spans two games). Respawns after a lost life stay inside
+a segment: they follow from the screen (death animation, lives left).
 
 Sprite flicker: the 2600 draws some sprites only every 2nd-4th frame (Ms. Pac-Man's ghosts: a
 ghost showed in 38-77 % of single frames, measured). So each recorded frame is the per-pixel max
 of the last ``max_pool`` emulator frames (DQN used 2; here 4 brought every ghost to the ~92 %
 of frames in which Ms. Pac-Man herself is visible). ``max_pool=1`` records raw frames.
 
-Sidecar ``<out stem>.actions.npy``: int64 ``[N]``; ``actions[i]`` is the ALE action id (the
-``ale_py.Action`` value, the same across games) the policy pressed for the ``frameskip``
-emulator frames after recorded frame ``i``, i.e. the (frame, action) -> next frame convention.
-Where a game over follows, that action is cut off by the reset.
+Sidecars (format in ``framegan.actions``): ``<out stem>.actions.npy``, int64 ``[N]``:
+``actions[i]`` is the ALE action id (the ``ale_py.Action`` value, the same across games) the
+policy pressed for the ``frameskip`` emulator frames after recorded frame ``i``, i.e. the
+(frame, action) -> next frame convention; where a game over follows, that action is cut off by
+the reset. ``<out stem>.action_names.json``: the ALE names of the game's minimal action set
+(``{"0": "NOOP", "2": "UP", ...}``). ``<out stem>.cuts.npy``: int64 indices of the recorded frames
+that start a new game (the first screen after each reset; empty when there was none).
 """
 from __future__ import annotations
 
@@ -36,7 +41,7 @@ import numpy as np
 from einops import reduce
 from tqdm import tqdm
 
-from framegan.atomic import atomic_path
+from framegan.actions import ACTIONS, CUTS, NAMES, sidecar, write_sidecars
 from framegan.video import VideoError, write_video
 
 ATARI_FPS = 60  # the 2600 runs at 60 frames/s (NTSC)
@@ -80,15 +85,14 @@ def record(out: str | Path | None = None, *, game: str = "MsPacman", frames: int
            frameskip: int = 4, sticky: float = 0.25, max_hold: int = 15, max_pool: int = 4,
            seed: int = 0, progress: bool = True) -> dict:
     """Play ``game`` with the sticky random policy and write ``frames`` screens to ``out``
-    (default ``data/<game>.mp4``, at 60 / ``frameskip`` fps) and the actions to
-    ``<out stem>.actions.npy``. Returns a summary dict: out, actions, game, frames, games (resets
-    + 1), size, fps, seconds, frames_per_second. Raises ``AtariError`` / ``VideoError`` (one line)
-    and then leaves no partial output behind."""
+    (default ``data/<game>.mp4``, at 60 / ``frameskip`` fps) and the sidecars beside it (actions,
+    action names, cuts at game resets). Returns a summary dict: out, actions, names, cuts (paths),
+    game, frames, games (resets + 1), size, fps, seconds, frames_per_second. Raises ``AtariError``
+    / ``VideoError`` (one line) and then leaves no partial output behind."""
     _check(frames, frameskip, sticky, max_hold, max_pool)
     ale_py = _ale()
     rom = ale_py.roms.get_rom_path(rom_id(game))
     out = Path(out) if out is not None else Path("data") / f"{game}.mp4"
-    actions_path = out.with_name(f"{out.stem}.actions.npy")
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
 
@@ -101,6 +105,8 @@ def record(out: str | Path | None = None, *, game: str = "MsPacman", frames: int
     action_set = ale.getMinimalActionSet()
     rng = np.random.default_rng(seed)
     actions = np.empty(frames, np.int64)
+    names = {a.value: a.name for a in action_set}
+    cuts: list[int] = []  # recorded frames that start a new game
     games = 1
 
     def screens():
@@ -117,6 +123,8 @@ def record(out: str | Path | None = None, *, game: str = "MsPacman", frames: int
                 if ale.game_over():
                     ale.reset_game()
                     games += 1
+                    if i + 1 < frames:
+                        cuts.append(i + 1)
                     recent.clear()  # never pool across the cut
                     recent.append(ale.getScreenRGB())
                     hold = 0
@@ -126,14 +134,15 @@ def record(out: str | Path | None = None, *, game: str = "MsPacman", frames: int
     fps = ATARI_FPS / frameskip
     write_video(out, screens(), fps)
     try:
-        with atomic_path(actions_path) as tmp, open(tmp, "wb") as f:
-            np.save(f, actions)
-    except BaseException:
-        out.unlink(missing_ok=True)  # a video without its actions is half an output
+        write_sidecars(out, actions, names, cuts)
+    except BaseException:  # a video without its sidecars is half an output
+        for path in (out, *(sidecar(out, suffix) for suffix in (ACTIONS, NAMES, CUTS))):
+            path.unlink(missing_ok=True)
         raise
     seconds = time.perf_counter() - t0
     h, w = ale.getScreenDims()
-    return {"out": str(out), "actions": str(actions_path), "game": game, "frames": frames,
+    return {"out": str(out), "actions": str(sidecar(out, ACTIONS)), "names": str(sidecar(out, NAMES)),
+            "cuts": str(sidecar(out, CUTS)), "game": game, "frames": frames,
             "games": games, "size": [h, w], "fps": fps, "seconds": seconds,
             "frames_per_second": frames / max(seconds, 1e-9)}
 
@@ -159,7 +168,7 @@ def _parser() -> argparse.ArgumentParser:
                         "1 = raw frames (default 4)")
     p.add_argument("--seed", type=int, default=0, help="policy and emulator seed (default 0)")
     p.add_argument("--out", help="video file (default data/<game>.mp4); actions go next to it "
-                                 "as <stem>.actions.npy")
+                                 "as <stem>.actions.npy (+ .action_names.json, .cuts.npy)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 

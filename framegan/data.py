@@ -1,9 +1,12 @@
 """Training windows from a frame store: ``ClipDataset``.
 
 A window is ``context + horizon`` consecutive frames inside one segment (never across a cut).
-An item is float ``(T, C, H, W)`` in [-1, 1], made by ``framegan.frames.to_model``; a batch is
-``(B, T, C, H, W)``: context ``x = batch[:, :K]``, targets ``batch[:, K:]``. Train with
-``make_loader``: it fetches whole batches at once (see ``ClipDataset.__getitem__``).
+An item is a pair ``(frames, actions)``: frames float ``(T, C, H, W)`` in [-1, 1], made by
+``framegan.frames.to_model``, and actions int64 ``(T,)``, the index into ``store.action_values``
+of the action pressed after each frame (all -1 when the store has no actions). A batch is
+``(B, T, C, H, W)`` and ``(B, T)``: context ``x = frames[:, :K]``, targets ``frames[:, K:]``; the
+action leading from the last context frame to target t (1-based) is ``actions[:, K - 2 + t]``.
+Train with ``make_loader``: it fetches whole batches at once (see ``ClipDataset.__getitem__``).
 
 Train / val split, deterministic (no RNG; in the whole-segment mode a segment keeps its side
 when others are appended):
@@ -63,7 +66,10 @@ def split_ranges(store: FrameStore, window: int, split: str, val_fraction: float
 
 
 class ClipDataset(Dataset):
-    """Windows of ``context + horizon`` frames, ``stride`` apart, from a store (path or opened)."""
+    """Windows of ``context + horizon`` frames, ``stride`` apart, from a store (path or opened).
+
+    ``augment`` (horizontal flips) is refused for a store with actions: a mirrored frame would
+    keep its LEFT/RIGHT label and teach the model the opposite of what the key does."""
 
     def __init__(self, store: str | Path | FrameStore, context: int = 4, horizon: int = 1,
                  stride: int = 1, split: str = "train", val_fraction: float = 0.1,
@@ -71,7 +77,11 @@ class ClipDataset(Dataset):
         if context < 1 or horizon < 1 or stride < 1:
             raise ValueError(f"context, horizon and stride must be >= 1, got {context}, {horizon}, {stride}")
         self.store = store if isinstance(store, FrameStore) else open_store(store)
+        if augment and self.store.action_values:
+            raise StoreError(f"{self.store.path}: the store has actions, and a horizontal flip would "
+                             "swap what left and right keys do; turn augment off")
         self.context, self.horizon, self.augment = context, horizon, augment
+        self.num_actions = len(self.store.action_values)
         self.length = context + horizon
         self.split = split
         self.windows: list[tuple[int, int]] = [
@@ -92,8 +102,9 @@ class ClipDataset(Dataset):
         seg, start = self.windows[index]
         return np.array(self.store.segments[seg][start:start + self.length])
 
-    def __getitem__(self, index: int | Sequence[int]) -> torch.Tensor:
-        """One window (T, C, H, W), or a whole batch (B, T, C, H, W) for a list of indices.
+    def __getitem__(self, index: int | Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """One window ``(frames (T, C, H, W), actions (T,))``, or a whole batch
+        ``((B, T, C, H, W), (B, T))`` for a list of indices (actions: see the module docstring).
 
         The batch form converts once per batch: one ``to_model`` over (B, T, H, W, 3) instead of
         B small ones is several times faster, and far faster when the CPU is busy (each small
@@ -101,20 +112,25 @@ class ClipDataset(Dataset):
         single = isinstance(index, (int, np.integer))
         indices = [index] if single else index
         clips = np.empty((len(indices), self.length, *self.store.size, 3), np.uint8)
+        actions = np.full((len(indices), self.length), -1, np.int64)
         for k, i in enumerate(indices):
             seg, start = self.windows[i]
             clips[k] = self.store.segments[seg][start:start + self.length]
+            if self.store.actions is not None:
+                actions[k] = np.searchsorted(self.store.action_values,
+                                             self.store.actions[seg][start:start + self.length])
         if self.augment:  # horizontal flips; torch RNG so each DataLoader worker is seeded
             flip = (torch.rand(len(clips)) < 0.5).numpy()
             clips[flip] = clips[flip][:, :, :, ::-1]
-        batch = to_model(clips)
-        return batch[0] if single else batch
+        batch, actions = to_model(clips), torch.from_numpy(actions)
+        return (batch[0], actions[0]) if single else (batch, actions)
 
 
 def make_loader(dataset: ClipDataset, batch_size: int, *, shuffle: bool = True,
                 drop_last: bool = True, num_workers: int = 0, seed: int | None = None,
                 pin_memory: bool = False) -> DataLoader:
-    """A DataLoader yielding (B, T, C, H, W) batches built by ``dataset[list_of_indices]``."""
+    """A DataLoader yielding ``(frames (B, T, C, H, W), actions (B, T))`` batches built by
+    ``dataset[list_of_indices]``."""
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     order = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
     return DataLoader(dataset, batch_size=None, num_workers=num_workers, pin_memory=pin_memory,

@@ -77,7 +77,7 @@ def evaluate_models(models: dict, dataset, horizon: int, samples: int = 1, seed:
     """Roll out every model on the same windows of ``dataset`` and score each horizon step.
 
     ``models``: name -> generator, or None for copy-last-frame. A deterministic G (z_dim 0) and
-    copy-last are run with one sample. ``dataset[i]`` is a clip ``(K' + T', C, H, W)`` with
+    copy-last are run with one sample. ``dataset[i][0]`` is a clip ``(K' + T', C, H, W)`` with
     ``K' = dataset.context`` >= every model's K and ``T' >= horizon``. Returns a JSON-ready dict
     (see ``summarise``); the same seed gives the same numbers.
     """
@@ -93,7 +93,7 @@ def evaluate_models(models: dict, dataset, horizon: int, samples: int = 1, seed:
     moving, diversity = [], {n: [] for n in models}
     batches = [windows[i:i + batch_size] for i in range(0, len(windows), batch_size)]
     for batch in tqdm(batches, desc="evaluate", unit="batch", disable=not progress):
-        clip = torch.stack([dataset[i] for i in batch])
+        clip = torch.stack([dataset[i][0] for i in batch])  # (frames, actions): frames
         ctx, truth = clip[:, :K], clip[:, K:K + horizon]
         last = ctx[:, -1]
         mask = metrics.moving_mask(repeat(last, "b c h w -> b t c h w", t=horizon), truth)

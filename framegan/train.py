@@ -105,7 +105,7 @@ class Batches:
         return iter(DataLoader(self.ds, batch_size=None, sampler=batches, num_workers=self.workers,
                                generator=gen))
 
-    def next(self) -> torch.Tensor:
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:  # (frames, actions)
         epoch, pos = divmod(self.n, self.per_epoch)
         if self._it is None or pos == 0:
             self._it = self._epoch(epoch, pos)
@@ -171,7 +171,8 @@ def validate(gan: engine.GAN, cfg: Config, val_ds, step: int, writer, log: Jsonl
     B = cfg.train.batch_size
     for start in range(0, min(len(val_ds), B * cfg.train.val_batches), B):
         # Fixed windows, no DataLoader: validation must not touch the training RNG streams.
-        clip = val_ds[list(range(start, min(start + B, len(val_ds))))].to(gan.device)
+        clip, _actions = val_ds[list(range(start, min(start + B, len(val_ds))))]
+        clip = clip.to(gan.device)
         ctx, truth = engine.split_clip(clip, K)
         with engine.autocast(gan):
             pred = G(ctx, G.sample_z(ctx.shape[0], device=gan.device, generator=gen)).float()
@@ -285,7 +286,8 @@ def _train(cfg: Config, d: distributed.Dist) -> Path:
             gan.G.train()
             d_out = {}
             for _ in range(t.n_d):
-                clip = batches.next().to(device, non_blocking=True)
+                clip, _actions = batches.next()
+                clip = clip.to(device, non_blocking=True)
                 if cfg.loss.adv_weight > 0:  # adv_weight 0 is the pure regression baseline: no D
                     d_out = engine.d_step(gan, cfg, clip, step, reduce)
             g_out = engine.g_step(gan, cfg, clip, step, reduce)

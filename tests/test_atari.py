@@ -1,6 +1,7 @@
 """Atari recording (framegan.atari): real ale-py gameplay -> mp4 + actions -> frame store."""
 from __future__ import annotations
 
+import json
 import sys
 
 import ale_py
@@ -34,12 +35,20 @@ def test_record_ms_pacman_to_video_actions_and_store(tmp_path, capsys):
     assert actions.dtype == np.int64 and actions.shape == (40,)
     assert set(actions.tolist()) <= _action_set("ms_pacman")
     assert len(set(actions.tolist())) > 1  # random policy, not one held action
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["pac.actions.npy", "pac.mp4"]  # no temps
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "pac.action_names.json", "pac.actions.npy", "pac.cuts.npy", "pac.mp4"]  # no temps
+    names = json.loads((tmp_path / "pac.action_names.json").read_text())
+    assert names == {str(v): ale_py.Action(v).name for v in _action_set("ms_pacman")}
+    assert names["0"] == "NOOP" and names["4"] == "LEFT"
+    assert np.load(tmp_path / "pac.cuts.npy").tolist() == []  # 40 frames: no game over
 
     s = extract([out], tmp_path / "store", size=64, progress=False)
     assert s["frames_in"] == 40 and s["frames_out"] > 0
     store = open_store(tmp_path / "store")
     assert store.size == (64, 64) and store.segments[0].shape[1:] == (64, 64, 3)
+    assert store.action_values == sorted(set(actions.tolist()))
+    assert store.action_names == [ale_py.Action(v).name for v in store.action_values]
+    assert np.concatenate(store.actions).tolist() == actions.tolist()  # one segment, every frame
 
 
 def test_same_seed_same_recording_and_game_over_resets(tmp_path):
@@ -53,6 +62,15 @@ def test_same_seed_same_recording_and_game_over_resets(tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "a.actions.npy"), np.load(tmp_path / "b.actions.npy"))
     record(tmp_path / "c.mp4", **{**kw, "seed": 4})
     assert not np.array_equal(np.load(tmp_path / "a.actions.npy"), np.load(tmp_path / "c.actions.npy"))
+
+    # Each reset is marked, and extraction starts a new segment there (the screen alone does not
+    # show it: a reset differs from the frame before by ~0.01, below the scene threshold).
+    cuts = np.load(tmp_path / "a.cuts.npy").tolist()
+    assert len(cuts) == a["games"] - 1 and cuts == np.load(tmp_path / "b.cuts.npy").tolist()
+    extract([tmp_path / "a.mp4"], tmp_path / "store", size=64, min_segment=1, progress=False)
+    segments = open_store(tmp_path / "store").manifest["segments"]
+    assert [g["start_frame"] for g in segments] == [0, *cuts]
+    assert sum(g["frames"] for g in segments) == 300
 
 
 def test_game_names():

@@ -6,7 +6,7 @@ import torch
 
 from framegan.data import ClipDataset, make_loader
 from framegan.frames import to_model
-from framegan.store import StoreError
+from framegan.store import StoreError, StoreWriter
 
 
 def tagged(seg, n, h=8, w=10):
@@ -30,25 +30,27 @@ def test_windows_never_cross_segments(make_store):
                      split="all")
     assert len(ds) == sum(max(0, n - 4) for n in lengths) == 3 + 0 + 8 + 1
     for i, (seg, start) in enumerate(ds.windows):
-        assert origin(ds[i]) == [(seg, start + k) for k in range(5)]
+        assert origin(ds[i][0]) == [(seg, start + k) for k in range(5)]
         assert start + 5 <= lengths[seg]
 
 
 def test_horizon_and_stride(make_store):
     ds = ClipDataset(make_store([tagged(0, 20)]), context=3, horizon=2, stride=4, split="all")
     assert ds.windows == [(0, 0), (0, 4), (0, 8), (0, 12)]
-    assert ds[3].shape == (5, 3, 8, 10)
+    assert ds[3][0].shape == (5, 3, 8, 10)
 
 
 def test_items_are_model_floats_and_batches_match(make_store):
     seg = np.random.default_rng(0).integers(0, 256, (9, 8, 10, 3), dtype=np.uint8)
     ds = ClipDataset(make_store([seg]), context=4, split="all")
-    item = ds[2]
+    item, actions = ds[2]
     assert item.dtype == torch.float32 and item.shape == (5, 3, 8, 10)
     assert torch.equal(item, to_model(seg[2:7]))
     assert -1 <= item.min() and item.max() <= 1
-    batch = ds[[0, 2, 4]]
+    assert actions.dtype == torch.int64 and actions.tolist() == [-1] * 5 and ds.num_actions == 0
+    batch, batch_actions = ds[[0, 2, 4]]
     assert batch.shape == (3, 5, 3, 8, 10) and torch.equal(batch[1], item)
+    assert batch_actions.shape == (3, 5) and (batch_actions == -1).all()
 
 
 def test_split_by_whole_segments_is_deterministic_and_disjoint(make_store):
@@ -77,11 +79,11 @@ def test_few_segments_split_by_their_tails(make_store):
 
 def test_augment_flips_whole_windows_horizontally(make_store):
     ds = ClipDataset(make_store([tagged(0, 6)]), context=4, split="all", augment=True)
-    plain = ClipDataset(ds.store, context=4, split="all")[0]
+    plain = ClipDataset(ds.store, context=4, split="all")[0][0]
     torch.manual_seed(0)
     seen = set()
     for _ in range(20):
-        item = ds[0]
+        item = ds[0][0]
         flipped = torch.equal(item, plain.flip(-1))
         assert flipped or torch.equal(item, plain)
         seen.add(flipped)
@@ -100,7 +102,40 @@ def test_no_window_fits_is_a_one_line_error(make_store):
 def test_make_loader_batches_and_pickles_lightly(make_store):
     ds = ClipDataset(make_store([tagged(0, 30), tagged(1, 30)]), context=4, split="all")
     batches = list(make_loader(ds, batch_size=8, seed=1))
-    assert len(batches) == len(ds) // 8 and batches[0].shape == (8, 5, 3, 8, 10)
+    assert len(batches) == len(ds) // 8 and batches[0][0].shape == (8, 5, 3, 8, 10)
+    assert batches[0][1].shape == (8, 5)
     again = list(make_loader(ds, batch_size=8, seed=1))
-    assert all(torch.equal(a, b) for a, b in zip(batches, again))
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(batches, again))
     assert len(pickle.dumps(ds)) < 10_000  # workers get the store path, not the frames
+
+
+def action_store(path, segments, names=None):
+    """A store of ``tagged`` segments with raw action ids: ``segments`` = [ids per frame, ...]."""
+    with StoreWriter(path, size=(8, 10), fps=10, actions=True) as w:
+        w.name_actions(names or {})
+        for k, ids in enumerate(segments):
+            for i, (frame, a) in enumerate(zip(tagged(k, len(ids)), ids)):
+                w.add(frame, source=f"clip{k}.mp4", index=i, action=a)
+            w.cut()
+    return path
+
+
+def test_windows_carry_the_index_of_each_frames_action(tmp_path):
+    ids = [[12, 0, 0, 3, 12, 7], [7, 7, 3, 0, 0]]
+    ds = ClipDataset(action_store(tmp_path / "s", ids), context=3, horizon=2, split="all")
+    assert ds.store.action_values == [0, 3, 7, 12] and ds.num_actions == 4
+    assert len(ds) == 3
+    for i, (seg, start) in enumerate(ds.windows):
+        frames, actions = ds[i]
+        assert origin(frames) == [(seg, start + k) for k in range(5)]  # actions line up with frames
+        assert actions.tolist() == [[0, 3, 7, 12].index(a) for a in ids[seg][start:start + 5]]
+    frames, actions = ds[[2, 0]]
+    assert frames.shape == (2, 5, 3, 8, 10) and actions.tolist() == [[2, 2, 1, 0, 0], [3, 0, 0, 1, 3]]
+    loader = make_loader(ds, batch_size=2, seed=0)
+    assert all(a.shape == (2, 5) and a.dtype == torch.int64 for _, a in loader)
+
+
+def test_augment_is_refused_with_actions(tmp_path):
+    path = action_store(tmp_path / "s", [[1, 2, 1, 2, 1, 2]])
+    with pytest.raises(StoreError, match="has actions, and a horizontal flip would swap"):
+        ClipDataset(path, context=4, split="all", augment=True)

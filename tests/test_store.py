@@ -163,3 +163,109 @@ def test_store_pickles_by_path(make_store):
     assert len(blob) < 1000  # DataLoader workers reopen the memmaps instead of copying frames
     again = pickle.loads(blob)
     assert np.array_equal(again.segments[0], store.segments[0])
+
+
+# ----------------------------------------------------------------------------- actions
+def action_store(tmp_path, segments, name="s", names=None, min_segment=1):
+    """A store with actions: ``segments`` = [(frames, raw ids), ...]."""
+    with StoreWriter(tmp_path / name, size=(8, 12), fps=10, actions=True, min_segment=min_segment) as w:
+        w.name_actions(names or {})
+        for k, (images, ids) in enumerate(segments):
+            for i, (f, a) in enumerate(zip(images, ids)):
+                w.add(f, source=f"clip{k}.mp4", index=i, action=a)
+            w.cut()
+    return tmp_path / name
+
+
+def test_actions_round_trip_per_segment(tmp_path):
+    path = action_store(tmp_path, [(frames(4), [3, 3, 0, 7]), (frames(2), [12, 13]), (frames(3), [0, 3, 3])],
+                        names={3: "RIGHT", 0: "NOOP", 12: "GONE"}, min_segment=3)
+    store = open_store(path)
+    assert store.action_values == [0, 3, 7] and store.action_names == ["NOOP", "RIGHT", "7"]  # 12, 13 dropped
+    assert [a.tolist() for a in store.actions] == [[3, 3, 0, 7], [0, 3, 3]]
+    assert store.actions[0].dtype == np.int64 and isinstance(store.actions[0], np.memmap)
+    assert [s["actions"] for s in store.manifest["segments"]] == ["segments/000000.actions.npy",
+                                                                 "segments/000002.actions.npy"]
+    assert sorted(p.name for p in (path / "segments").iterdir()) == [
+        "000000.actions.npy", "000000.npy", "000002.actions.npy", "000002.npy"]
+    assert np.load(path / "segments/000002.actions.npy").tolist() == [0, 3, 3]  # plain .npy
+    assert "3 actions" in store.summary()
+    assert pickle.loads(pickle.dumps(store)).actions[1].tolist() == [0, 3, 3]
+
+
+def test_store_without_actions_has_empty_action_fields(make_store):
+    store = open_store(make_store([frames(3)]))
+    assert (store.actions, store.action_values, store.action_names) == (None, [], [])
+    assert "actions" not in store.manifest and "actions" not in store.manifest["segments"][0]
+
+
+def test_append_merges_actions_and_refuses_mixing(make_store, tmp_path):
+    path = action_store(tmp_path, [(frames(3), [1, 2, 1])], names={1: "FIRE"})
+    with StoreWriter(path, size=(8, 12), fps=10, append=True, actions=True) as w:
+        w.name_actions({2: "UP", 5: "DOWN"})
+        for f, a in zip(frames(2), [5, 5]):
+            w.add(f, source="more.mp4", action=a)
+    store = open_store(path)
+    assert (store.action_values, store.action_names) == ([1, 2, 5], ["FIRE", "UP", "DOWN"])
+    assert [a.tolist() for a in store.actions] == [[1, 2, 1], [5, 5]]
+    with pytest.raises(StoreError, match="the store has actions and this extraction has none"):
+        StoreWriter(path, size=(8, 12), fps=10, append=True)
+    with pytest.raises(StoreError, match="the store has no actions and this extraction has some"):
+        StoreWriter(make_store([frames(3)]), size=(8, 12), fps=10, append=True, actions=True)
+    w = StoreWriter(path, size=(8, 12), fps=10, append=True, actions=True)
+    with pytest.raises(StoreError, match="action 1 is named 'FIRE' in the store and 'SHOOT' here"):
+        w.name_actions({1: "SHOOT"})
+    with pytest.raises(StoreError, match="a frame without an action, but this store has actions"):
+        w.add(frames(1)[0], source="x.mp4")
+    w.abort()
+    w = StoreWriter(tmp_path / "plain", size=(8, 12), fps=10)
+    with pytest.raises(StoreError, match="a frame with an action, but this store has no actions"):
+        w.add(frames(1)[0], source="x.mp4", action=3)
+    w.abort()
+
+
+def test_failed_append_with_actions_leaves_the_store_as_it_was(tmp_path):
+    path = action_store(tmp_path, [(frames(3), [1, 2, 1])])
+    before = (path / "manifest.json").read_text()
+    with pytest.raises(RuntimeError), StoreWriter(path, size=(8, 12), fps=10, append=True, actions=True) as w:
+        for f in frames(3):
+            w.add(f, source="b.mp4", action=4)
+        w.cut()
+        w.add(frames(1)[0], source="b.mp4", action=4)
+        raise RuntimeError("decoder died")
+    assert (path / "manifest.json").read_text() == before
+    assert sorted(p.name for p in (path / "segments").iterdir()) == ["000000.actions.npy", "000000.npy"]
+
+
+def test_open_store_validates_actions(tmp_path):
+    path = action_store(tmp_path, [(frames(4), [3, 3, 0, 7]), (frames(2), [0, 0])])
+    manifest_file = path / "manifest.json"
+    good = json.loads(manifest_file.read_text())
+
+    def broken(change, pattern):
+        manifest = json.loads(json.dumps(good))
+        change(manifest)
+        manifest_file.write_text(json.dumps(manifest))
+        with pytest.raises(StoreError, match=pattern) as e:
+            open_store(path)
+        assert "\n" not in str(e.value)
+        manifest_file.write_text(json.dumps(good))
+
+    broken(lambda m: m["actions"].update(values=[0, 7, 3]), "'actions.values' must be a non-empty increasing")
+    broken(lambda m: m["actions"].update(values=[]), "'actions.values' must be a non-empty increasing")
+    broken(lambda m: m["actions"].update(values=[0, True, 7]), "'actions.values' must be")
+    broken(lambda m: m["actions"].update(names=["a", "b"]), "'actions.names' must be 3 strings")
+    broken(lambda m: m["actions"].update(values=[0, 3], names=["0", "3"]),
+           "action 7 is not in the manifest's actions.values")
+    broken(lambda m: m["segments"][1].pop("actions"), "every segment needs an 'actions' file")
+    broken(lambda m: m["segments"][1].update(actions="segments/000009.actions.npy"),
+           "actions segments/000009.actions.npy are missing")
+    broken(lambda m: m.pop("actions"), "segments have actions files but the manifest lists no 'actions'")
+    for bad_array, pattern in ((np.zeros(2, np.int32), "holds int32 \\(2,\\), manifest says int64 \\(2,\\)"),
+                               (np.zeros(3, np.int64), "holds int64 \\(3,\\)")):
+        np.save(path / "segments/000001.actions.npy", bad_array)
+        with pytest.raises(StoreError, match=pattern):
+            open_store(path)
+    (path / "segments/000001.actions.npy").write_text("junk")
+    with pytest.raises(StoreError, match="not a readable .npy actions file"):
+        open_store(path)

@@ -22,6 +22,7 @@ setup(
         "tqdm>=4.66",            # progress bars
         "pillow>=10",            # GIF writing (TensorBoard animated summaries, rollout .gif)
         "torchmetrics>=1.3",     # PSNR / SSIM (well-kept reference implementations)
+        "matplotlib>=3.9",       # evaluate's metrics.png (Agg, no display); 3.9.0 checked with numpy 2.4
         "pyyaml>=6",
     ],
     extras_require={

@@ -160,13 +160,15 @@ def resume_path(cfg: Config, run: Path) -> Path | None:
 # ----------------------------------------------------------------------------- validation / samples
 @torch.no_grad()
 def validate(gan: engine.GAN, cfg: Config, val_ds, step: int, writer, log: JsonlLog) -> dict:
-    """Val PSNR/SSIM of G_ema vs copy-last on the same windows; an image grid; a rollout GIF."""
+    """Val PSNR/SSIM and high-frequency power ratio of G_ema vs copy-last on the same windows; an
+    image grid; a rollout GIF."""
     from framegan import metrics
     from framegan.rollout import rollout
 
     K, G = cfg.data.context, gan.G_ema
     gen = torch.Generator(gan.device).manual_seed(cfg.train.seed)
     sums, n = {"psnr": 0.0, "ssim": 0.0, "psnr_copy_last": 0.0, "ssim_copy_last": 0.0}, 0
+    hf = {"truth": 0.0, "": 0.0, "_copy_last": 0.0}  # energies: summed over windows, then divided
     first = None
     B = cfg.train.batch_size
     for start in range(0, min(len(val_ds), B * cfg.train.val_batches), B):
@@ -179,11 +181,15 @@ def validate(gan: engine.GAN, cfg: Config, val_ds, step: int, writer, log: Jsonl
         for name, p in (("", pred), ("_copy_last", ctx[:, -1])):
             sums["psnr" + name] += metrics.psnr(p, truth).clamp(max=100).sum().item()
             sums["ssim" + name] += metrics.ssim(p, truth).sum().item()
+            hf[name] += metrics.hf_energy(p).sum().item()
+        hf["truth"] += metrics.hf_energy(truth).sum().item()
         n += clip.shape[0]
         first = first if first is not None else clip
     if n == 0:
         return {}
     out = {f"val/{k}": v / n for k, v in sums.items()}
+    for name in ("", "_copy_last"):
+        out[f"val/hf_ratio{name}"] = hf[name] / hf["truth"] if hf["truth"] > 0 else float("nan")
     for k, v in out.items():
         writer.add_scalar(k, v, step)
     log.write({"step": step, **out})

@@ -128,3 +128,74 @@ def test_cli_errors_are_one_line(tmp_path, capsys, case):
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
     assert not (tmp_path / "eval").exists()
+
+
+# ----------------------------------------------------------------------------- high-frequency power ratio
+class Blurry(Oracle):
+    """The oracle's frame under a Gaussian blur (sigma 1.5 px): in the right place, without detail.
+    With ``z_dim=1`` the samples alternate exact (z = 1) and blurred (z = 0), so best-of-S knows
+    which sample to keep."""
+
+    def __init__(self, z_dim: int = 0):
+        super().__init__()
+        self.z_dim = z_dim
+
+    def sample_z(self, n, device=None, generator=None):
+        return (torch.arange(n, device=device) % 2).float()[:, None]
+
+    def forward(self, x, z=None):
+        from torchvision.transforms.v2.functional import gaussian_blur
+
+        exact = super().forward(x)
+        blurred = gaussian_blur(exact, [7, 7], [1.5, 1.5])
+        return blurred if z is None else torch.where(z[:, :, None, None] > 0, exact, blurred)
+
+
+def test_hf_ratio_in_results(tmp_path):
+    ds = ClipDataset(write_store(tmp_path / "s", scrolling(10)), context=K, horizon=T, split="all")
+    models = {"oracle": Oracle(), "blurry": Blurry(), "mixed": Blurry(z_dim=1), COPY_LAST: None}
+    r = evaluate_models(models, ds, T, samples=2, progress=False)
+    assert r["hf_cutoff"] == pytest.approx(0.25)
+    m = r["models"]
+    for key in ("hf_ratio", "hf_ratio_moving"):
+        assert m["oracle"][key]["mean"]["steps"] == pytest.approx([1.0] * T, abs=1e-6)
+        blurry = m["blurry"][key]["mean"]["steps"]
+        # fed back autoregressively, the blur compounds: step t is blurred t times
+        assert all(v < 0.5 for v in blurry) and blurry == sorted(blurry, reverse=True), blurry
+        assert m["blurry"][key]["best"] == m["blurry"][key]["mean"]  # one sample: nothing to pick
+        # mean of S pools both samples' power; best of S is the sample best-of-S PSNR keeps (exact)
+        mixed = m["mixed"][key]
+        assert mixed["mean"]["steps"] == pytest.approx([(1 + b) / 2 for b in blurry], rel=1e-5)
+        assert mixed["best"]["steps"] == pytest.approx([1.0] * T, abs=1e-6)
+        assert mixed["best"]["all"] == pytest.approx(1.0, abs=1e-6)
+        assert min(blurry) <= m["blurry"][key]["mean"]["all"] <= max(blurry)
+        assert all(0.8 < v < 1.25 for v in m[COPY_LAST][key]["mean"]["steps"])  # a real, shifted frame
+
+
+def test_cli_reports_hf_ratio_in_json_table_and_plot(tmp_path, capsys):
+    from framegan.evaluate import PANELS, figure
+
+    store = write_store(tmp_path / "s", sliding_square(12))
+    ckpt = make_checkpoint(tmp_path / "run" / "gan.pt", z_dim=4)
+    out = tmp_path / "eval"
+    assert main(["--checkpoint", str(ckpt), "--data", str(store), "--split", "all", "--horizon", str(T),
+                 "--samples", "2", "--max-windows", "4", "--out", str(out)]) == 0
+    stdout = capsys.readouterr().out
+    r = json.loads((out / "metrics.json").read_text())
+    for name in ("gan", COPY_LAST):
+        for key in ("hf_ratio", "hf_ratio_moving"):
+            for variant in ("mean", "best"):
+                entry = r["models"][name][key][variant]
+                assert len(entry["steps"]) == T and all(0 < v < 10 for v in [*entry["steps"], entry["all"]])
+    assert "high-frequency power ratio (1 = as detailed as the truth), moving area" in stdout
+    assert "gan (best-PSNR of 2)" in stdout
+    png = Image.open(out / "metrics.png")
+    assert png.format == "PNG" and png.size == (1700, 700)
+    fig = figure(r)  # the JSON as written ("inf" strings, nulls) draws too
+    panels = [ax for ax in fig.axes if ax.axison]
+    assert len(PANELS) == 5 and len(panels) == 2 * 5 - 1  # every metric twice, diversity once
+    hf_panels = [ax for ax in panels if ax.get_title().startswith("high-frequency")]
+    assert len(hf_panels) == 2
+    for ax in hf_panels:  # the reference line at 1, and one thick + one thin line for gan
+        assert any(list(line.get_ydata()) == [1.0, 1.0] for line in ax.lines)
+        assert sorted(line.get_linewidth() for line in ax.lines if line.get_color() == "C0") == [0.9, 2.2]

@@ -120,3 +120,84 @@ def test_frame_scores_match_the_single_metrics():
         assert torch.allclose(s[name], fn(pred, truth), atol=1e-6)
         assert torch.allclose(s[name + "_moving"], fn(pred, truth, mask), atol=1e-6)
     assert s["mse"].shape == (2, 3)
+
+
+# ----------------------------------------------------------------------------- spectral detail
+def _texture(*lead, size=32, seed=0):
+    """Smooth-ish random texture in [-0.6, 0.6] (room for noise and offsets without clamping)."""
+    from torchvision.transforms.v2.functional import gaussian_blur
+
+    x = torch.randn(*lead, 3, size, size, generator=torch.Generator().manual_seed(seed))
+    x = gaussian_blur(x.flatten(0, -4), [5, 5], [0.7, 0.7]).unflatten(0, lead)
+    return 0.6 * x / x.abs().amax()
+
+
+def _blur(x, sigma):
+    from torchvision.transforms.v2.functional import gaussian_blur
+
+    k = 2 * math.ceil(3 * sigma) + 1
+    return gaussian_blur(x.flatten(0, -4), [k, k], [sigma, sigma]).unflatten(0, x.shape[:-3])
+
+
+def test_hf_ratio_identical_is_one_blur_below_noise_above():
+    truth = _texture(2, 3)
+    assert torch.allclose(M.hf_ratio(truth, truth), torch.ones(2, 3), atol=1e-6)
+    ratios = [M.hf_ratio(_blur(truth, s), truth) for s in (0.5, 1.0, 2.0)]
+    assert (ratios[0] < 0.7).all() and (ratios[1] < 0.2).all()       # clearly blurred ...
+    assert (ratios[0] > ratios[1]).all() and (ratios[1] > ratios[2]).all()  # ... more blur, lower
+    noise = 0.1 * torch.randn(truth.shape, generator=torch.Generator().manual_seed(1))
+    assert (M.hf_ratio(truth + noise, truth) > 1.3).all()
+    # a constant brightness offset carries no detail: the window-weighted mean is removed first
+    assert torch.allclose(M.hf_ratio(truth + 0.3, truth), torch.ones(2, 3), atol=1e-4)
+    assert torch.allclose(M.hf_energy(truth - 0.2), M.hf_energy(truth), rtol=1e-4)
+
+
+def test_hf_ratio_on_the_moving_area():
+    truth = _texture(2, size=48)
+    mask = torch.zeros(2, 48, 48, dtype=torch.bool)
+    mask[:, 20:28, 10:18] = True
+    # blur only far from the moving area (the right half): whole frame sees it, the moving area does not
+    far = truth.clone()
+    far[..., :, 28:] = _blur(truth, 2.0)[..., :, 28:]
+    assert torch.allclose(M.hf_ratio(far, truth, mask), torch.ones(2), atol=0.02)
+    assert (M.hf_ratio(far, truth) < 0.8).all()
+    # blur inside the moving area: the moving-area ratio drops far below the whole-frame one
+    near = truth.clone()
+    near[..., 14:34, 4:24] = _blur(truth, 2.0)[..., 14:34, 4:24]
+    inside, whole = M.hf_ratio(near, truth, mask), M.hf_ratio(near, truth)
+    assert (inside < 0.3).all() and (inside < whole - 0.2).all()
+    assert torch.allclose(M.hf_ratio(truth, truth, mask), torch.ones(2), atol=1e-6)
+    assert torch.isnan(M.hf_ratio(truth, truth, torch.zeros_like(mask))).all()  # no motion: no score
+    w = M.moving_window(mask)
+    assert w.shape == (2, 48, 48) and w[0, 23, 14] == pytest.approx(1.0, abs=1e-6) and w[0, 0, 0] == 0
+
+
+def test_window_keeps_the_border_jump_out_of_the_band():
+    # The DFT sees the frame as periodic: a left-to-right ramp is a hard edge at the border. Unwindowed,
+    # its leakage (the same in both spectra) pulls a blurred texture's ratio to 0.84; windowed, the ramp
+    # changes the ratio by little.
+    tex = 0.3 * _texture(1, size=64)
+    ramp = torch.linspace(-0.5, 0.5, 64).expand(1, 3, 64, 64)
+    alone = M.hf_ratio(_blur(tex, 1.0), tex).item()
+    with_ramp = M.hf_ratio(_blur(tex + ramp, 1.0), tex + ramp).item()
+    assert alone < 0.2 and with_ramp == pytest.approx(alone, abs=0.02)
+
+
+def test_raps_rings_and_luma():
+    truth = _texture(2)
+    spec = M.raps(truth)
+    freqs = M.radial_frequencies(32, 32)
+    assert spec.shape == (2, 17) and freqs[-1] == 0.5 and spec[:, 0].abs().max() < 1e-6  # mean removed
+    # the band energy is the ring powers weighted by ring sizes; a pure horizontal cosine of
+    # period 4 pixels (0.25 cycles/pixel) puts its power in the ring at 0.25
+    j = torch.arange(32)
+    stripes = torch.cos(2 * torch.pi * j / 4).expand(1, 3, 32, 32) * 0.5
+    peak = M.raps(stripes)[0].argmax().item()
+    assert freqs[peak] == pytest.approx(0.25)
+    grey = M.luma(truth)
+    assert grey.shape == (2, 32, 32)
+    assert torch.allclose(M.luma(truth[:, :1]), M.unit(truth[:, 0]))  # one channel: itself
+    # colour noise that leaves luma unchanged (R up, B down in the luma-neutral proportion) is ignored
+    tint = torch.zeros_like(truth)
+    tint[:, 0], tint[:, 2] = 0.114 * 0.2, -0.299 * 0.2
+    assert torch.allclose(M.luma(truth + tint), grey, atol=1e-6)

@@ -182,16 +182,19 @@ def main(argv=None) -> int:
 
     print(f"\nchromium {browser_version} headless; {args.repeats} repeats of {args.seconds:g} s; "
           f"load average at end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
-    print(f"{'threads':>7}{'fps cap':>8}{'end-to-end f/s':>17}{'key->frame ms':>16}{'step in page':>14}"
-          f"{'server-only':>13}{'e2e/server':>12}")
-    print(f"{'':>7}{'':>8}{'median (best)':>17}{'median / p90':>16}{'ms':>14}{'f/s':>13}{'':>12}")
+    print(f"{'threads':>7}{'fps cap':>8}{'end-to-end f/s':>17}{'key->frame ms':>16}{'frame ms':>10}{'step ms':>9}"
+          f"{'rest ms':>9}{'server-only':>13}{'e2e/server':>12}")
+    print(f"{'':>7}{'':>8}{'median (best)':>17}{'median / p90':>16}{'':>10}{'(page)':>9}{'':>9}{'f/s':>13}")
     for n, f in configs:
         fs, ls = e2e[n, f], lat[n, f]
+        fps, step = statistics.median(fs), statistics.median(seen[n, f])
         server_fps = 1e3 / statistics.median(alone[n])
         p90 = float(np.percentile(ls, 90)) if ls else float("nan")
         med_lat = statistics.median(ls) if ls else float("nan")
-        print(f"{n:>7}{f:>8g}{statistics.median(fs):>10.1f} ({max(fs):>4.1f}){med_lat:>9.1f} / {p90:>4.0f}"
-              f"{statistics.median(seen[n, f]):>14.1f}{server_fps:>13.1f}{statistics.median(fs) / server_fps:>11.2f}x")
+        print(f"{n:>7}{f:>8g}{fps:>10.1f} ({max(fs):>4.1f}){med_lat:>9.1f} / {p90:>4.0f}{1e3 / fps:>10.1f}{step:>9.1f}"
+              f"{1e3 / fps - step:>9.1f}{server_fps:>13.1f}{fps / server_fps:>11.2f}x")
+    print("frame ms = 1000 / end-to-end f/s; step ms = the server's G step as the page saw it (X-Step-Ms) in "
+          "the same runs; rest = transport + page + waiting (frame - step)")
     unpaced = {n: statistics.median(v) for (n, f), v in e2e.items() if f == 0}
     if unpaced:
         n, fps = max(unpaced.items(), key=lambda kv: kv[1])

@@ -269,6 +269,21 @@ def test_port_in_use_picks_another(tmp_path):
             server.close()
 
 
+def test_no_display_opens_no_browser(monkeypatch):
+    import webbrowser
+
+    from framegan import play
+
+    opened = []
+    monkeypatch.setattr(webbrowser, "open", lambda url: opened.append(url) or True)
+    monkeypatch.setattr(sys, "platform", "linux")
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER"):
+        monkeypatch.delenv(name, raising=False)
+    assert not play.open_browser("http://127.0.0.1:1/") and opened == []  # not lynx in the terminal
+    monkeypatch.setenv("DISPLAY", ":0")
+    assert play.open_browser("http://127.0.0.1:1/") and opened == ["http://127.0.0.1:1/"]
+
+
 def test_default_context_is_the_training_store(tmp_path):
     store = write_store(tmp_path / "store", lengths=(1, 5))
     G, cfg, info = load_generator(make_checkpoint(tmp_path / "a.pt", root=store))

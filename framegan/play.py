@@ -13,18 +13,19 @@ Three modes, from the checkpoint:
            no key = a class drawn at random every frame
   free     neither: z is drawn afresh every frame (a deterministic G just plays on)
 
-Transport: a stdlib ``ThreadingHTTPServer`` on 127.0.0.1 only, HTTP/1.1 keep-alive and
-TCP_NODELAY; the page (``play_page.html``) loops ``POST /step`` with the keys it holds and draws
-the raw RGB bytes that come back into a canvas. The page paces itself at ``--fps``; ``--fps 0``
-runs as fast as the server answers (benchmarks/play_speed.py). Chosen by measurement: on localhost
-the request adds about a millisecond to G's step (see the benchmark), so a push channel (SSE,
-WebSocket) would gain little and cost a second code path for the keys.
+Transport: a stdlib ``ThreadingHTTPServer`` on 127.0.0.1 only, answering only its own page
+(Host and Origin checked). The page (``play_page.html``) opens a WebSocket (``/ws``, RFC 6455
+server side in ``framegan/websocket.py``), sends the keys it holds and draws the raw RGB frame that
+comes back into a canvas, one message in turn, paced at ``--fps`` (0: as fast as the server
+answers, for benchmarks/play_speed.py). Chosen by measurement over a ``fetch`` per frame, which
+cost chromium ~5x the CPU per frame (see framegan/websocket.py); on 2 cores that CPU is G's.
 
-Endpoints: ``GET /`` page, ``GET /info`` JSON (mode, controls, fps, size), ``POST /restart``,
-``POST /step`` (body: held keys, one per line, in the order pressed), ``GET /session.mp4`` (the
-frames played so far, encoded on request), ``POST /hello`` / ``/ping`` / ``/bye`` (page life:
-``/bye`` stops the server after a grace period that a reload cancels; a page that sends nothing
-for ``--idle-timeout`` seconds stops it too).
+Endpoints: ``GET /`` page, ``GET /info`` JSON (mode, controls, fps, size), ``GET /ws`` the game
+channel, ``POST /restart`` and ``POST /step`` the same over plain HTTP (body: held keys, one a
+line; frame in the body, action in ``X-Action``: for scripts and tests), ``GET /session.mp4`` (the
+frames played so far, encoded on request), ``POST /ping`` / ``/bye`` (page life: ``/bye``, or the
+last WebSocket closing, stops the server after a grace period that a reload cancels; a page that
+sends nothing for ``--idle-timeout`` seconds stops it too).
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ import os
 import re
 import shutil
 import socket
+import struct
 import sys
 import tempfile
 import threading
@@ -52,6 +54,7 @@ import numpy as np
 import torch
 from einops import rearrange, repeat
 
+from framegan import websocket
 from framegan.frames import to_model, to_pixels
 from framegan.rollout import Parser, UsageError, context_from_store, context_from_video
 
@@ -234,9 +237,9 @@ def make_game(G, cfg, store_info: dict, context: np.ndarray, seed: int | None = 
 
 # ----------------------------------------------------------------------------- HTTP
 class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"    # keep-alive: one TCP connection carries every /step
-    disable_nagle_algorithm = True   # else a small response can wait ~40 ms on a delayed ACK
-    timeout = 60                     # an idle keep-alive connection ends; the browser reconnects
+    protocol_version = "HTTP/1.1"    # keep-alive for the HTTP endpoints
+    disable_nagle_algorithm = True   # else a small reply can wait ~40 ms on a delayed ACK
+    timeout = 60                     # an idle keep-alive connection ends (not the game's WebSocket)
     server: PlayServer
 
     def setup(self):
@@ -247,7 +250,7 @@ class Handler(BaseHTTPRequestHandler):
         self.server.track(self.connection, False)
         super().finish()
 
-    def log_message(self, format, *args):  # noqa: A002 - quiet: one request per frame
+    def log_message(self, format, *args):  # noqa: A002 - quiet: one message per frame
         pass
 
     def _send(self, code: int, body: bytes = b"", kind: str = "application/octet-stream", **headers):
@@ -265,13 +268,28 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length).decode("utf-8", "replace") if length else ""
 
+    def _trusted(self) -> bool:
+        """Only this machine's page: the Host must be ours (a DNS-rebinding site's is not) and so
+        must any Origin (WebSockets and simple POSTs are not stopped by CORS)."""
+        port = self.server.server_port
+        ours = {f"{HOST}:{port}", f"localhost:{port}"}
+        origin = self.headers.get("Origin")
+        if self.headers.get("Host") in ours and (origin is None or origin.split("://", 1)[-1] in ours):
+            return True
+        self._send(403, b"forbidden: not this server's page", "text/plain")
+        return False
+
     def do_GET(self):
+        if not self._trusted():
+            return
         path = self.path.split("?", 1)[0]
         self.server.seen(page=path in ("/", "/info"))
         if path == "/":
             self._send(200, self.server.page, "text/html; charset=utf-8")
         elif path == "/info":
             self._send(200, json.dumps(self.server.info()).encode(), "application/json")
+        elif path == "/ws":
+            self._websocket()
         elif path == "/session.mp4":
             self._video()
         elif path == "/favicon.ico":
@@ -280,25 +298,54 @@ class Handler(BaseHTTPRequestHandler):
             self._send(404, b"not found", "text/plain")
 
     def do_POST(self):
+        if not self._trusted():
+            return
         path, body = self.path.split("?", 1)[0], self._body()
-        game = self.server.game
         if path == "/bye":
             self.server.bye()
             self._send(204)
             return
-        self.server.seen(page=path == "/hello")
-        if path in ("/hello", "/ping"):
+        self.server.seen()
+        if path == "/ping":
             self._send(204)
-        elif path == "/restart":
-            frame = game.restart()
-            self._send(200, frame.tobytes(), X_Action="", X_Step_Ms="0", X_Frame=str(game.steps))
-        elif path == "/step":
-            t0 = time.perf_counter()
-            frame, label = game.step([k for k in body.splitlines() if k])
-            self._send(200, frame.tobytes(), X_Action=quote(label), X_Step_Ms=f"{(time.perf_counter() - t0) * 1e3:.2f}",
-                       X_Frame=str(game.steps))
+        elif path in ("/restart", "/step"):
+            frame, head = self.server.play(path[1:], body)
+            self._send(200, frame.tobytes(), X_Action=quote(head["action"]), X_Step_Ms=f"{head['step_ms']:.2f}",
+                       X_Frame=str(head["frame"]))
         else:
             self._send(404, b"not found", "text/plain")
+
+    def _websocket(self):
+        """The page's game channel: text message ``step|restart\\n<held keys, one a line>`` ->
+        binary ``[uint32 LE n][n bytes of JSON {action, step_ms, frame}][H*W*3 RGB bytes]``."""
+        key = self.headers.get("Sec-WebSocket-Key")
+        if self.headers.get("Upgrade", "").lower() != "websocket" or not key:
+            self._send(400, b"expected a WebSocket upgrade", "text/plain")
+            return
+        self.send_response(101)
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", websocket.accept_key(key))
+        self.end_headers()
+        self.close_connection = True
+        self.server.websocket_opened(True)
+        try:
+            while (message := websocket.read_message(self.rfile)) is not None:
+                opcode, data = message
+                if opcode == websocket.CLOSE:
+                    self.wfile.write(websocket.frame(data[:2], websocket.CLOSE))
+                    break
+                if opcode == websocket.PING:
+                    self.wfile.write(websocket.frame(data, websocket.PONG))
+                elif opcode == websocket.TEXT:
+                    command, _, keys = data.decode("utf-8", "replace").partition("\n")
+                    frame, head = self.server.play(command, keys)
+                    meta = json.dumps(head).encode()
+                    self.wfile.write(websocket.frame(struct.pack("<I", len(meta)) + meta + frame.tobytes()))
+        except websocket.WebSocketError:
+            pass  # not the page: drop the connection
+        finally:
+            self.server.websocket_opened(False)
 
     def _video(self):
         frames = self.server.game.played()
@@ -326,7 +373,7 @@ class PlayServer(ThreadingHTTPServer):
         self.stop_reason: str | None = None
         self._connections: set[socket.socket] = set()
         self._lock = threading.Lock()
-        self._last_seen, self._page_seen, self._bye_at = time.monotonic(), False, None
+        self._last_seen, self._page_seen, self._bye_at, self._sockets = time.monotonic(), False, None, 0
         self._stopping = threading.Event()
         self._tmpdir: str | None = None
         self._watchdog: threading.Thread | None = None
@@ -336,21 +383,41 @@ class PlayServer(ThreadingHTTPServer):
     def url(self) -> str:
         return f"http://{HOST}:{self.server_port}/"
 
-    # --- page life
+    def play(self, command: str, keys: str) -> tuple[np.ndarray, dict]:
+        """``restart`` or ``step`` (with the held keys, one a line) -> (frame, what the page shows)."""
+        self.seen()
+        t0 = time.perf_counter()
+        if command == "restart":
+            frame, label = self.game.restart(), ""
+        else:
+            frame, label = self.game.step([k for k in keys.splitlines() if k])
+        return frame, {"action": label, "step_ms": (time.perf_counter() - t0) * 1e3, "frame": self.game.steps}
+
+    # --- page life: /bye or the last WebSocket closing starts the grace period; a page load ends it
     def seen(self, page: bool = False) -> None:
         with self._lock:
             self._last_seen = time.monotonic()
-            if page:  # a (re)loaded page: cancels a pending /bye
+            if page:
                 self._page_seen, self._bye_at = True, None
 
     def bye(self) -> None:
         with self._lock:
             self._bye_at = time.monotonic()
 
+    def websocket_opened(self, opened: bool) -> None:
+        self.seen(page=opened)
+        with self._lock:
+            self._sockets += 1 if opened else -1
+            if not self._sockets and self._bye_at is None:
+                self._bye_at = time.monotonic()  # a crashed tab sends no /bye, but its socket closes
+
     def _why_stop(self) -> str | None:
         now = time.monotonic()
         with self._lock:
             if self._bye_at is not None and now - self._bye_at >= self.grace:
+                if self._sockets:  # another tab still plays
+                    self._bye_at = None
+                    return None
                 return "the page was closed"
             if self._page_seen and self.idle_timeout and now - self._last_seen >= self.idle_timeout:
                 return f"no word from the page for {self.idle_timeout:g} s"

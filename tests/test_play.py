@@ -7,6 +7,7 @@ playwright is missing, and fails instead under CI (``.ci/run`` sets CI=1 and ins
 """
 from __future__ import annotations
 
+import base64
 import http.client
 import io
 import json
@@ -14,6 +15,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -27,6 +29,7 @@ import pytest
 import torch
 from PIL import Image
 
+from framegan import websocket
 from framegan.checkpoint import load_generator, save_checkpoint
 from framegan.config import load_config, to_dict
 from framegan.nets import build_generator
@@ -308,6 +311,99 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, case):
     assert main([*argv, "--no-browser"]) == 2
     out, err = capsys.readouterr()
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err and "http" not in out
+
+
+# ----------------------------------------------------------------------------- the WebSocket channel
+def client_frame(payload: bytes, opcode: int = websocket.TEXT) -> bytes:
+    """A masked client frame, as a browser sends it."""
+    mask = os.urandom(4)
+    n = len(payload)
+    head = bytes([0x80 | opcode]) + (bytes([0x80 | n]) if n < 126 else
+                                     bytes([0x80 | 126]) + n.to_bytes(2, "big") if n < 65536 else
+                                     bytes([0x80 | 127]) + n.to_bytes(8, "big"))
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def ws_open(port: int, origin: str | None = None):
+    """(socket, its reader, status line) after a WebSocket handshake with the server."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    key = base64.b64encode(os.urandom(16)).decode()
+    lines = ["GET /ws HTTP/1.1", f"Host: 127.0.0.1:{port}", "Upgrade: websocket", "Connection: Upgrade",
+             f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13"] + ([f"Origin: {origin}"] if origin else [])
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+    reader = sock.makefile("rb")
+    status = reader.readline().decode()
+    headers = {}
+    while (line := reader.readline().decode().strip()):
+        name, _, value = line.partition(":")
+        headers[name.lower()] = value.strip()
+    if status.split()[1] == "101":
+        assert headers["sec-websocket-accept"] == websocket.accept_key(key)
+    return sock, reader, status
+
+
+def ws_reply(reader) -> tuple[np.ndarray, dict]:
+    b0, b1 = reader.read(2)
+    assert b0 == 0x80 | websocket.BINARY and not b1 & 0x80  # one unmasked binary frame
+    n = b1 & 0x7F
+    n = int.from_bytes(reader.read(2 if n == 126 else 8), "big") if n >= 126 else n
+    data = reader.read(n)
+    m = struct.unpack("<I", data[:4])[0]
+    return np.frombuffer(data[4 + m:], np.uint8).reshape(SIZE, SIZE, 3), json.loads(data[4:4 + m])
+
+
+def test_websocket_frames_roundtrip():
+    assert websocket.accept_key("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="  # RFC 6455 1.3
+    for n in (0, 5, 125, 126, 200, 70000):
+        payload = os.urandom(n)
+        assert websocket.read_message(io.BytesIO(client_frame(payload, websocket.BINARY))) == (websocket.BINARY,
+                                                                                                 payload)
+        server = websocket.frame(payload)
+        assert server[0] == 0x82 and server.endswith(payload) and len(server) - n in (2, 4, 10)
+    assert websocket.read_message(io.BytesIO(client_frame(b"abc")[:5])) is None  # cut short: the end
+    with pytest.raises(websocket.WebSocketError):
+        websocket.read_message(io.BytesIO(websocket.frame(b"unmasked", websocket.TEXT)))
+
+
+def test_websocket_plays_like_http_and_its_close_stops_the_server(tmp_path, served):
+    game = game_for(make_checkpoint(tmp_path / "a.pt"))
+    s = served(game, grace=0.3, idle_timeout=0)
+    s.restart()
+    by_http = [s.step("ArrowLeft")[0], s.step("ArrowRight")[0]]
+    port = s.server.server_port
+    sock, reader, status = ws_open(port, origin=f"http://127.0.0.1:{port}")
+    assert status.split()[1] == "101"
+    sock.sendall(client_frame(b"restart\n"))
+    frame, head = ws_reply(reader)
+    assert np.array_equal(frame, game.context[-1]) and head["frame"] == 0
+    replies = []
+    for key in ("ArrowLeft", "ArrowRight"):
+        sock.sendall(client_frame(f"step\n{key}".encode()))
+        replies.append(ws_reply(reader))
+    assert [h["action"] for _, h in replies] == ["LEFT", "RIGHT"] and replies[1][1]["frame"] == 2
+    assert all(np.array_equal(a, b) for a, (b, _) in zip(by_http, replies))
+    sock.sendall(client_frame(b"hi", websocket.PING))
+    assert reader.read(4) == bytes([0x80 | websocket.PONG, 2]) + b"hi"
+    time.sleep(0.6)
+    assert s.thread.is_alive()  # an open game channel is a live page
+    sock.sendall(client_frame(b"", websocket.CLOSE))
+    sock.close()
+    s.thread.join(5)
+    assert not s.thread.is_alive() and s.server.stop_reason == "the page was closed"
+
+
+def test_only_its_own_page_is_answered(tmp_path, served):
+    s = served(game_for(make_checkpoint(tmp_path / "a.pt")))
+    port = s.server.server_port
+    for headers in ({"Host": "evil.example"}, {"Origin": "http://evil.example"}):  # DNS rebinding, CSRF
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("POST", "/step", body=b"ArrowLeft", headers=headers)
+        assert conn.getresponse().status == 403
+        conn.close()
+    sock, _, status = ws_open(port, origin="http://evil.example")
+    assert status.split()[1] == "403"
+    sock.close()
+    assert s.server.game.steps == 0  # none of them moved the game
 
 
 # ----------------------------------------------------------------------------- the command line

@@ -519,6 +519,15 @@ def test_browser_plays_keys_and_closing_the_page_stops_the_server(tmp_path):
 
             page.wait_for_function("framegan.fps > 0", timeout=5000)
             assert int(page.inner_text("#fps")) > 0
+            with page.expect_download(timeout=30000) as download:
+                page.click("#save")
+            saved = Path(download.value.path())
+            assert sum(1 for _ in iter_frames(saved)) >= 16  # 4 restarts x (context frame + 3 steps)
+
+            page.reload()  # /bye, then the page again within the grace period: the server stays
+            page.wait_for_function("framegan.ready && framegan.frames > 2", timeout=20000)
+            time.sleep(3.5)
+            assert proc.poll() is None and page.evaluate("framegan.frames") > 3
             png = page.screenshot()
             assert png[:8] == b"\x89PNG\r\n\x1a\n"
             shot = Image.open(io.BytesIO(png))

@@ -236,10 +236,10 @@ def main(argv=None) -> int:
               f"{1e3 / fps:>7.1f}{step:>7.1f}{1e3 / fps - step:>7.1f}{1e3 / med(alone[n]):>12.1f}"
               f"{scpu:>11.1f} + {bcpu:>5.1f}{1e3 / (scpu + bcpu):>12.1f}")
     print("frame = 1000 / end-to-end f/s; step = the server's G step as it reported it to the page, same runs;\n"
-          "rest = frame - step (transport, page, waiting for a CPU); server-only = Game.step in this process, no\n"
-          "WebSocket or browser; CPU ms/frame = CPU time of the server process and of chromium + driver per frame drawn;\n"
-          "sequential est. = 1000 / (their sum): an estimate (not a measurement) of frames/s on an idle machine\n"
-          "if server and browser ran one after the other for every frame, at the CPU cost measured here")
+          "rest = frame - step (transport, page, waiting for a CPU); server-only = Game.step in this process,\n"
+          "no WebSocket or browser; CPU ms/frame = CPU time of the server process and of chromium + driver per\n"
+          "frame drawn; sequential est. = 1000 / (their sum): an estimate (not a measurement) of frames/s on an\n"
+          "idle machine if server and browser ran one after the other for every frame, at the CPU cost measured here")
     unpaced = {n: med([r.fps for r in v]) for (n, f), v in runs.items() if f == 0}
     if unpaced:
         n, fps = max(unpaced.items(), key=lambda kv: kv[1])

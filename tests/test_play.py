@@ -153,6 +153,12 @@ def test_other_names_by_keyword_else_spare_keys():
     controls, default = action_controls(["MOVE_FORWARD", "TURN_LEFT", "TURN_RIGHT", "ATTACK", "STRAFE_LEFT"])
     assert [c.keys for c in controls] == [("ArrowUp",), ("ArrowLeft",), ("ArrowRight",), ("Space",), ("a",)]
     assert default == 0  # no NOOP: the first action
+    # tools/record_vizdoom.py's names
+    doom, default = action_controls(["NOOP", "FORWARD", "BACKWARD", "TURN_LEFT", "TURN_RIGHT", "STRAFE_LEFT",
+                                     "STRAFE_RIGHT", "ATTACK"])
+    assert [c.keys for c in doom] == [(), ("ArrowUp",), ("ArrowDown",), ("ArrowLeft",), ("ArrowRight",), ("a",),
+                                      ("d",), ("Space",)] and default == 0
+    assert choose(doom, ["ArrowUp", "ArrowLeft"]).name == "TURN_LEFT"  # no combination: the key pressed last
     # MOVE_LEFT and TURN_LEFT would share a key: every action gets a digit instead.
     controls, default = action_controls(["NOOP", "MOVE_LEFT", "TURN_LEFT", "9"])
     assert [c.keys for c in controls] == [("1",), ("2",), ("3",), ("4",)] and default == 0
@@ -296,6 +302,18 @@ def test_default_context_is_the_training_store(tmp_path):
     cfg.data.root = str(tmp_path / "gone")
     with pytest.raises(UsageError, match="pass --context"):
         load_context(None, cfg, info, G.context, None, None)
+
+
+def test_video_context_starts_at_its_first_frames(tmp_path, make_video):
+    frames = np.zeros((6, SIZE, SIZE, 3), np.uint8)
+    frames[:, :, :, 0] = np.arange(6)[:, None, None] * 40  # each frame its own red level
+    video = make_video("v.mp4", frames, fps=FPS)
+    G, cfg, info = load_generator(make_checkpoint(tmp_path / "a.pt"))
+    context, fps, where = load_context(str(video), cfg, info, G.context, None, None)
+    assert context.shape == (K, SIZE, SIZE, 3) and fps == FPS and "frames 0..1" in where
+    assert np.abs(context[:, :, :, 0].mean(axis=(1, 2)) - [0, 40]).max() < 4
+    context, _, _ = load_context(str(video), cfg, info, G.context, None, 5)
+    assert np.abs(context[:, :, :, 0].mean(axis=(1, 2)) - [120, 160]).max() < 4
 
 
 @pytest.mark.parametrize("case", ["garbage", "context", "no-store", "port", "segment"])

@@ -25,6 +25,7 @@ bench: $(STAMP)
 	$(VPY) benchmarks/extract_speed.py
 	$(VPY) benchmarks/train_speed.py
 	$(VPY) benchmarks/rollout_speed.py
+	$(VPY) benchmarks/play_speed.py
 
 clean:
 	rm -rf runs data/sample .pytest_cache

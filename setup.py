@@ -9,6 +9,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["framegan", "framegan.*"]),
+    package_data={"framegan": ["play_page.html"]},  # the page python -m framegan.play serves
     # Lower bounds only: the versions these were developed against; nothing pinned exactly.
     install_requires=[
         "torch>=2.2",
@@ -26,7 +27,8 @@ setup(
         "pyyaml>=6",
     ],
     extras_require={
-        "dev": ["pytest>=7", "ruff>=0.4", "psutil>=5.9", "ale-py>=0.9"],  # ale-py: tests/test_atari.py
+        "dev": ["pytest>=7", "ruff>=0.4", "psutil>=5.9", "ale-py>=0.9",  # ale-py: tests/test_atari.py
+                "playwright>=1.40"],  # drives Debian's chromium in tests/test_play.py (no browser download)
         "atari": ["ale-py>=0.9"],
     },
     entry_points={

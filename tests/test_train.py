@@ -214,20 +214,111 @@ def test_resume_refuses_other_architecture(store, tmp_path, capsys):
     assert "another architecture" in capsys.readouterr().err
 
 
-def test_torchrun_two_processes(store, tmp_path):
-    rd = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+# A torchrun entry point for the 2-process tests: framegan.train.main in each rank, plus two
+# test-only instruments (no hook in framegan itself):
+# - HASH_DIR=DIR: each rank writes DIR/rank<R>.json, the sha256 of G, D and G_ema as it holds them
+#   at the end (rank 0 also hashes the checkpoint it wrote);
+# - NAN_RANK=R: rank R's L1 reconstruction turns NaN from its third G step (step 2) on.
+ENTRY = """
+import hashlib, json, os, sys
+from pathlib import Path
+import torch
+from framegan import engine, losses
+from framegan.train import main
+
+def digest(state):
+    h = hashlib.sha256()
+    for name, v in state.items():
+        h.update(name.encode() + v.detach().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+held, rank = {}, int(os.environ["RANK"])
+ema = engine.update_ema
+engine.update_ema = lambda gan, cfg, step: (held.update(gan=gan), ema(gan, cfg, step))
+if os.environ.get("NAN_RANK") == str(rank):
+    l1, calls = losses.per_sample_l1, [0]
+    def poisoned(*a, **k):
+        calls[0] += 1
+        return l1(*a, **k) * (float("nan") if calls[0] >= 3 else 1.0)
+    losses.per_sample_l1 = poisoned
+rc = main(sys.argv[1:])
+if os.environ.get("HASH_DIR"):
+    gan = held["gan"]
+    out = {"G": digest(gan.G.state_dict()), "D": digest(gan.D.state_dict()), "G_ema": digest(gan.G_ema.state_dict())}
+    if rank == 0:
+        run = next(a.split("=", 1)[1] for a in sys.argv if a.startswith("run.dir="))
+        ckpt = torch.load(Path(run) / "checkpoints" / "last.pt", weights_only=True)
+        out["checkpoint"] = {k: digest(ckpt[k]) for k in ("G", "D", "G_ema")}
+    (Path(os.environ["HASH_DIR"]) / f"rank{rank}.json").write_text(json.dumps(out))
+sys.exit(rc)
+"""
+DDP = [*TINY, "train.steps=8", "train.log_every=1", "train.sample_every=8", "train.save_every=4",
+       "train.keep_every=4", "train.device=cpu", "train.deterministic=true", "data.augment=true"]
+
+
+def torchrun(tmp_path, args, timeout=300, **env) -> subprocess.CompletedProcess:
+    """2 CPU processes (gloo), one thread each, on a free port."""
+    entry = tmp_path / "entry.py"
+    entry.write_text(ENTRY)
     with socket.socket() as sock:  # a free port for the rendezvous (0 is not accepted by torchrun)
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), **env}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
-           "-m", "framegan.train", *TINY, f"data.root={store}", f"run.dir={rd}", "train.steps=4",
-           "train.log_every=2", "train.sample_every=4", "train.save_every=2", "train.device=cpu"]
-    p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+           str(entry), *[str(a) for a in args]]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def ddp_run(store, tmp_path_factory):
+    """An uninterrupted 2-process run of 8 steps (checkpoints at 4 and 8) and its rank hashes."""
+    tmp = tmp_path_factory.mktemp("ddp")
+    rd, hashes = tmp / "run", tmp / "hashes"
+    hashes.mkdir()
+    p = torchrun(tmp, [*DDP, f"data.root={store}", f"run.dir={rd}"], HASH_DIR=str(hashes))
+    return rd, hashes, p
+
+
+def test_torchrun_ranks_hold_identical_weights_and_rank_0_writes_them(ddp_run):
+    rd, hashes, p = ddp_run
     assert p.returncode == 0, p.stderr[-2000:]
     assert "terminate called" not in p.stderr
-    assert load_checkpoint(rd / "checkpoints" / "last.pt")["step"] == 4
-    assert [r["step"] for r in records(rd) if "g_total" in r] == [2, 4]  # rank 0 logs alone
+    r0, r1 = (json.loads((hashes / f"rank{r}.json").read_text()) for r in (0, 1))
+    # Ranks build G and D from different seeds; without the broadcast before step 1 they differ.
+    assert {k: r0[k] for k in ("G", "D", "G_ema")} == r1
+    assert r0["checkpoint"] == r1  # the checkpoint holds what every rank holds
+    assert load_checkpoint(rd / "checkpoints" / "last.pt")["step"] == 8
+    assert [r["step"] for r in records(rd) if "g_total" in r] == list(range(1, 9))  # rank 0 logs alone
+
+
+def test_torchrun_resume_reproduces_the_uninterrupted_run(ddp_run, store, tmp_path):
+    a, _, p = ddp_run
+    assert p.returncode == 0, p.stderr[-2000:]
+    b = tmp_path / "b"
+    (b / "checkpoints").mkdir(parents=True)
+    shutil.copy(a / "checkpoints" / "step_0000004.pt", b / "checkpoints" / "last.pt")
+    lines = (a / "metrics.jsonl").read_text().splitlines()
+    (b / "metrics.jsonl").write_text("".join(ln + "\n" for ln in lines if json.loads(ln)["step"] <= 6))
+    q = torchrun(tmp_path, [*DDP, f"data.root={store}", f"run.dir={b}"])
+    assert q.returncode == 0, q.stderr[-2000:]
+    la, lb = train_losses(a), train_losses(b)
+    assert sorted(lb) == list(range(1, 9))
+    for step in range(5, 9):
+        assert la[step] == lb[step], f"step {step} differs after the 2-process resume"
+    wa, wb = (load_checkpoint(r / "checkpoints" / "last.pt") for r in (a, b))
+    for net in ("G", "D", "G_ema"):
+        assert all(torch.equal(wa[net][k], wb[net][k]) for k in wa[net]), net
+
+
+def test_torchrun_non_finite_loss_on_one_rank_stops_every_rank(store, tmp_path):
+    rd = tmp_path / "run"
+    p = torchrun(tmp_path, [*DDP, f"data.root={store}", f"run.dir={rd}", "train.save_every=1"],
+                 timeout=240, NAN_RANK="1")
+    message = "error: non-finite loss at step 2 in the G phase: term g_rec (on 1 of 2 processes)"
+    assert p.returncode != 0
+    assert p.stderr.count(message + "\n") == 2, p.stderr[-2000:]  # each rank, one line
+    assert f'File "{ROOT / "framegan"}' not in p.stderr  # torchrun's own report follows, no framegan traceback
+    assert load_checkpoint(rd / "checkpoints" / "last.pt")["step"] == 2  # the last good step
 
 
 @pytest.mark.parametrize("extra", [

@@ -47,12 +47,16 @@ def train_losses(run_dir) -> dict[int, dict]:
             for r in records(run_dir) if "g_total" in r}
 
 
-def test_short_run_writes_every_artifact(store, tmp_path):
+def test_short_run_writes_every_artifact(store, tmp_path, monkeypatch):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     rd = tmp_path / "run"
+    renamed = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: (renamed.append(Path(b).name), real_replace(a, b)))
     assert run(store, rd, "train.steps=20", "train.log_every=5", "train.sample_every=10",
                "train.save_every=10", "train.keep_every=10") == 0
+    assert "config.yaml" in renamed  # written under a temp name, then renamed into place: never half a file
     assert (rd / "config.yaml").read_text().count("z_inject") == 1
     assert {p.name for p in (rd / "checkpoints").iterdir()} == {"last.pt", "step_0000010.pt", "step_0000020.pt"}
     state = load_checkpoint(rd / "checkpoints" / "last.pt")
@@ -237,13 +241,9 @@ def test_resume_refuses_a_config_that_changes_the_run(store, tmp_path, capsys):
     assert load_checkpoint(rd / "checkpoints" / "last.pt")["step"] == 4
 
 
-def test_torn_metrics_line_is_dropped_on_resume_and_config_yaml_is_renamed_into_place(store, tmp_path, monkeypatch):
+def test_torn_metrics_line_is_dropped_on_resume(store, tmp_path):
     rd = tmp_path / "run"
-    renamed = []
-    real_replace = os.replace
-    monkeypatch.setattr(os, "replace", lambda a, b: (renamed.append(Path(b).name), real_replace(a, b)))
     assert run(store, rd, "train.steps=4", "train.log_every=1", "train.save_every=4", "train.sample_every=100") == 0
-    assert "config.yaml" in renamed  # written under a temp name, then renamed: never half a file
     with open(rd / "metrics.jsonl", "a") as f:
         f.write('{"step": 5, "g_total": 0.1')  # kill -9 in the middle of a line
     assert run(store, rd, "train.steps=6", "train.log_every=1", "train.sample_every=100") == 0

@@ -46,13 +46,16 @@ def add_threads(parser: argparse.ArgumentParser) -> None:
 
 def set_threads(n: int | None, opencv: bool = False) -> int:
     """Intra-op threads for torch (and OpenCV's pool if ``opencv``); ``None``: $OMP_NUM_THREADS,
-    else ``DEFAULT_THREADS`` capped at the CPUs this process may use."""
-    import torch
-
+    else ``DEFAULT_THREADS`` capped at the CPUs this process may use. A command that has not
+    imported torch (extract) does not pay for importing it here."""
     if n is None:
         env = os.environ.get("OMP_NUM_THREADS", "")
-        n = int(env) if env.isdigit() and int(env) > 0 else min(DEFAULT_THREADS, len(os.sched_getaffinity(0)))
-    torch.set_num_threads(n)
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        n = int(env) if env.isdigit() and int(env) > 0 else min(DEFAULT_THREADS, cpus)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
+    else:
+        os.environ["OMP_NUM_THREADS"] = str(n)  # read when torch starts its thread pool
     if opencv:
         import cv2
         cv2.setNumThreads(n)

@@ -42,6 +42,7 @@ from einops import reduce
 from tqdm import tqdm
 
 from framegan.actions import ACTIONS, CUTS, NAMES, sidecar, write_sidecars
+from framegan.cli import Parser, run_main
 from framegan.video import VideoError, write_video
 
 ATARI_FPS = 60  # the 2600 runs at 60 frames/s (NTSC)
@@ -147,13 +148,8 @@ def record(out: str | Path | None = None, *, game: str = "MsPacman", frames: int
             "frames_per_second": frames / max(seconds, 1e-9)}
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line like every other error, not usage + error
-        self.exit(2, f"error: {message} (see --help)\n")
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="record_atari", description=__doc__.splitlines()[0])
+    p = Parser(prog="record_atari", description=__doc__.splitlines()[0])
     p.add_argument("--game", default="MsPacman", help="ALE game, e.g. MsPacman, Breakout, Pong "
                    "(CamelCase or the snake_case ROM id; default MsPacman)")
     p.add_argument("--frames", type=int, default=20000, help="recorded frames (default 20000)")
@@ -174,28 +170,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
+    def work():
         args = _parser().parse_args(argv)
-    except SystemExit as e:  # argparse already printed the error
-        return int(e.code or 0)
-    try:
         s = record(args.out, game=args.game, frames=args.frames, frameskip=args.frameskip,
                    sticky=args.sticky, max_hold=args.max_hold, max_pool=args.max_pool,
                    seed=args.seed, progress=not args.quiet)
-    except (AtariError, VideoError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:  # unwritable --out directory, full disk
-        print(f"error: {e.filename or args.out}: {e.strerror or e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; nothing written", file=sys.stderr)
-        return 130
-    h, w = s["size"]
-    print(f"{s['out']}: {s['frames']} frames of {s['game']} ({h}x{w} at {s['fps']:g} fps, "
-          f"{s['games']} game{'s' * (s['games'] != 1)}), actions in {s['actions']}; {s['seconds']:.1f} s, "
-          f"{s['frames_per_second']:.0f} frames/s")
-    return 0
+        h, w = s["size"]
+        print(f"{s['out']}: {s['frames']} frames of {s['game']} ({h}x{w} at {s['fps']:g} fps, "
+              f"{s['games']} game{'s' * (s['games'] != 1)}), actions in {s['actions']}; {s['seconds']:.1f} s, "
+              f"{s['frames_per_second']:.0f} frames/s")
+
+    # OSError too: an unwritable --out directory, a full disk
+    return run_main(work, (AtariError, VideoError))
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@ opt_g, opt_d, scaler, rng.  Inference needs only config + G_ema (+ store).
 """
 from __future__ import annotations
 
-import os
 import pickle
+import zipfile
 from pathlib import Path
 
 import torch
@@ -26,38 +26,57 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message is one line for the user."""
 
 
+# What torch.load raises on a file that is not a (complete) torch checkpoint: empty (EOFError),
+# truncated zip or legacy stream (RuntimeError), plain text (KeyError), a zip that is not
+# torch's (BadZipFile), unreadable (OSError). Measured with torch 2.14.
+UNREADABLE = (EOFError, RuntimeError, KeyError, ValueError, zipfile.BadZipFile, OSError)
+
+
 def save_checkpoint(path: str | Path, state: dict) -> None:
-    """Write ``state`` atomically: temp file in the same directory, fsync, rename."""
+    """Write ``state`` atomically: temp file in the same directory, fsync, rename, fsync the directory."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {"format": FORMAT, "version": VERSION, **state}
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())  # the data is on disk before the rename makes it the checkpoint
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """Load with ``weights_only=True``; every failure becomes a one-line ``CheckpointError``."""
+    """Load with ``weights_only=True``; a file that cannot be read as a framegan checkpoint is a
+    one-line ``CheckpointError``. Anything else (out of memory, Ctrl-C) passes through: the file
+    is read to the CPU first, so only reading it can fail inside the ``except``, and the tensors
+    move to ``map_location`` afterwards."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: checkpoint not found")
     if path.is_dir():
         raise CheckpointError(f"{path}: is a directory, expected a checkpoint file")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         # torch's own message advises weights_only=False: exactly what a stranger's file must not get.
         raise CheckpointError(f"{path}: refused to load: it holds pickled objects or code, not plain "
                               f"tensors (framegan loads with weights_only=True)") from None
-    except Exception as e:  # truncated / not a torch file / foreign format
+    except torch.OutOfMemoryError:
+        raise
+    except UNREADABLE as e:
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a framegan checkpoint")
     if state.get("version") != VERSION:
         raise CheckpointError(f"{path}: checkpoint version {state.get('version')} is not supported "
                               f"(this framegan reads version {VERSION})")
-    return state
+    return _to_device(state, torch.device(map_location))
+
+
+def _to_device(obj, device: torch.device):
+    if torch.is_tensor(obj):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return {k: _to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_device(v, device) for v in obj)
+    return obj
 
 
 def checkpoint_config(state: dict, path: str | Path = "checkpoint") -> Config:

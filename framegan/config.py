@@ -10,7 +10,8 @@ import enum
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import OmegaConf
+import yaml
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 
@@ -54,8 +55,8 @@ class DataConfig:
     horizon: int = 1                # future frames per training window; G is unrolled over them (1 = next frame)
     stride: int = 1                 # step between window starts inside a segment
     val_fraction: float = 0.1       # share of segments (or segment tails) held out for validation
-    augment: bool = False           # random horizontal flips of whole windows
-    num_workers: int = 0            # DataLoader workers (0 = load in the training process)
+    augment: bool = False           # random horizontal flips of whole windows, drawn from (seed, rank, batch number)
+    num_workers: int = 0            # DataLoader workers (0 = load in the training process); results do not depend on it
 
 
 @dataclass
@@ -120,7 +121,7 @@ class TrainConfig:
     keep_every: int = 0             # also keep checkpoints/step_XXXXXXX.pt every N steps (0 = never)
     val_batches: int = 4            # validation batches per evaluation
     video_frames: int = 8           # rollout length of the TensorBoard video
-    resume: str = "auto"            # auto (continue from run.dir's last.pt) | never | PATH
+    resume: str = "auto"            # auto (run.dir's last.pt), never, or a PATH; refused if the computation changed
 
 
 @dataclass
@@ -148,9 +149,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             layers.append(OmegaConf.create(base))
         if path is not None:
             p = Path(path)
-            if not p.is_file():
-                raise ConfigError(f"config file not found: {p}")
-            layers.append(OmegaConf.load(p))
+            layers.append(_load_yaml(p))
         if overrides:
             bad = [o for o in overrides if "=" not in o]
             if bad:
@@ -165,6 +164,24 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         cfg.run.name = Path(path).stem
     validate(cfg)
     return cfg
+
+
+def _load_yaml(p: Path):
+    """A YAML config file; a syntax error is one line naming the file, line and column."""
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        layer = OmegaConf.load(p)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
+        raise ConfigError(f"{where}: invalid YAML: {e.problem or e.context}") from None
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as e:
+        detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError(f"{p}: not a readable YAML config ({detail})") from None
+    if not isinstance(layer, DictConfig):
+        raise ConfigError(f"{p}: a config must be a mapping of sections (data:, model:, loss:, train:, run:)")
+    return layer
 
 
 def _key_hint(e: OmegaConfBaseException) -> str:
@@ -229,10 +246,42 @@ def to_dict(cfg: Config) -> dict:
 
 
 def from_dict(d: dict) -> Config:
-    """Inverse of ``to_dict`` (with the same type checking as ``load_config``)."""
+    """Inverse of ``to_dict`` (with the same type checking as ``load_config``). ``d`` comes from a
+    file someone else may have written (a checkpoint), so its strings are data: one holding an
+    OmegaConf interpolation (``${oc.env:HOME}``, ``${...}``) is refused, never resolved."""
+    for key, value in _leaves(d):
+        if isinstance(value, str) and "${" in value:
+            raise ConfigError(f"{key}={value!r} is an interpolation; refused (a stored config must not "
+                              f"read this machine's environment)")
     try:
         cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), d))
     except OmegaConfBaseException as e:
         raise ConfigError(str(e).splitlines()[0]) from None
     validate(cfg)
     return cfg
+
+
+def _leaves(d, prefix: str = ""):
+    """(dotted key, value) of every non-container value in nested dicts / lists."""
+    items = d.items() if isinstance(d, dict) else enumerate(d) if isinstance(d, (list, tuple)) else None
+    if items is None:
+        yield prefix.rstrip("."), d
+        return
+    for k, v in items:
+        yield from _leaves(v, f"{prefix}{k}.")
+
+
+# Keys a resumed run may change: how long it runs, what it logs, where and on what it runs; not
+# what it computes. Resuming with any other key changed is refused (``resume_conflicts``), so a
+# run directory always holds one run that a resume reproduces.
+RESUME_MAY_CHANGE = ("train.steps", "train.log_every", "train.sample_every", "train.save_every",
+                     "train.keep_every", "train.val_batches", "train.video_frames", "train.resume",
+                     "train.device", "train.compile", "train.channels_last", "train.deterministic",
+                     "data.num_workers", "run.name", "run.dir")
+
+
+def resume_conflicts(old: Config, new: Config) -> list[tuple[str, object, object]]:
+    """``(key, old value, new value)`` for every key outside ``RESUME_MAY_CHANGE`` that differs."""
+    a, b = dict(_leaves(to_dict(old))), dict(_leaves(to_dict(new)))
+    return [(k, a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys())
+            if k not in RESUME_MAY_CHANGE and a.get(k) != b.get(k)]

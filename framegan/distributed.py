@@ -1,4 +1,9 @@
-"""torchrun support: process-group set-up, gradient averaging, clean shutdown.
+"""torchrun support: process-group set-up, one starting state, gradient averaging, clean shutdown.
+
+Every rank builds G and D from its own seed, so ``broadcast_state`` copies rank 0's parameters,
+buffers and optimizer state to all ranks before the first step (as StyleGAN2-ADA does); from
+then on the ranks apply the same averaged gradients and stay bitwise equal. RANK (global) picks
+the one process that writes, LOCAL_RANK the GPU: a multi-node run needs no other change.
 
 G and D are not wrapped in DistributedDataParallel. The GAN step freezes one network while the
 other trains and R1 needs a double backward; DDP's reducer handles neither well (StyleGAN2-ADA
@@ -8,6 +13,7 @@ them before the optimizer step: the same arithmetic as DDP, with no hooks to go 
 from __future__ import annotations
 
 import gc
+import itertools
 import os
 from dataclasses import dataclass
 
@@ -56,6 +62,72 @@ def all_reduce_grads(module: torch.nn.Module, world: int) -> None:
         n = g.numel()
         g.copy_(flat[offset:offset + n].view_as(g))
         offset += n
+
+
+def _comm_device() -> torch.device:
+    """Where collective buffers must live: NCCL talks CUDA tensors only."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+@torch.no_grad()
+def _broadcast(t: torch.Tensor) -> None:
+    if t.device != _comm_device():  # e.g. Adam's CPU step counter under NCCL
+        buf = t.to(_comm_device())
+        dist.broadcast(buf, src=0)
+        t.copy_(buf)
+    else:
+        dist.broadcast(t, src=0)
+
+
+def broadcast_state(d: Dist, modules: list[torch.nn.Module], optimizers: list[torch.optim.Optimizer]) -> None:
+    """Every parameter and buffer of ``modules`` and every tensor of the optimizers' state, from
+    rank 0 to all ranks. The optimizer states have the same structure everywhere (empty, or
+    loaded from the same checkpoint: ``same_everywhere`` checks the step first)."""
+    if not d.enabled:
+        return
+    for m in modules:
+        for t in itertools.chain(m.parameters(), m.buffers()):
+            _broadcast(t)
+    for opt in optimizers:
+        for state in opt.state.values():
+            for v in state.values():
+                if torch.is_tensor(v):
+                    _broadcast(v)
+
+
+def same_everywhere(d: Dist, value: int) -> bool:
+    """Whether every rank passed the same integer."""
+    if not d.enabled:
+        return True
+    t = torch.tensor([value, -value], dtype=torch.int64, device=_comm_device())
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t[0]) == -int(t[1])
+
+
+def world_size() -> int:
+    """Processes in the running process group (1 without one)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def count_across_ranks(flags: torch.Tensor) -> torch.Tensor:
+    """Per element, on how many ranks ``flags`` (bool) is true: its int64 form outside torchrun,
+    one all-reduce under it (every rank gets the same answer)."""
+    counts = flags.to(torch.int64)
+    if world_size() > 1:
+        counts = counts.to(_comm_device())
+        dist.all_reduce(counts)
+    return counts.cpu()
+
+
+def gather(d: Dist, obj) -> list:
+    """``obj`` of every rank, in rank order (``[obj]`` outside torchrun)."""
+    if not d.enabled:
+        return [obj]
+    out = [None] * d.world
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def shutdown(d: Dist) -> None:

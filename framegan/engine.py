@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from einops import rearrange, repeat
 
-from framegan import losses
+from framegan import distributed, losses
 from framegan.config import Config
 
 
@@ -264,8 +264,16 @@ class NonFiniteLoss(RuntimeError):
 
 
 def check_finite(total: torch.Tensor, terms: dict, step: int, phase: str) -> None:
-    """Stop before the optimizer step, so the weights (and the last checkpoint) stay good."""
-    if torch.isfinite(total).item():
+    """Stop before the optimizer step, so the weights (and the last checkpoint) stay good. Under
+    torchrun the ranks agree first (one all-reduce of the flags): a NaN on one rank stops every
+    rank at the same step with the same message, instead of leaving the others waiting in the
+    gradient all-reduce."""
+    names = [*terms, "total"]
+    flags = torch.stack([~torch.isfinite(v.detach()).all() for v in (*terms.values(), total)])
+    counts = distributed.count_across_ranks(flags)
+    if not counts.any():
         return
-    bad = [k for k, v in terms.items() if not torch.isfinite(v).item()] or ["total"]
-    raise NonFiniteLoss(f"non-finite loss at step {step} in the {phase} phase: term {', '.join(bad)}")
+    bad = [n for n, c in zip(names, counts.tolist()) if c and n != "total"] or ["total"]
+    world = distributed.world_size()
+    where = f" (on {counts.max().item()} of {world} processes)" if world > 1 else ""
+    raise NonFiniteLoss(f"non-finite loss at step {step} in the {phase} phase: term {', '.join(bad)}{where}")

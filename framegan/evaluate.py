@@ -43,15 +43,8 @@ from tqdm import tqdm
 
 from framegan import metrics
 from framegan.atomic import atomic_path
-from framegan.rollout import (
-    Parser,
-    UsageError,
-    positive,
-    prepare,
-    resolve_device,
-    rollout_batch,
-    use_bf16,
-)
+from framegan.cli import Parser, UsageError, add_threads, positive, resolve_device, run_main, set_threads
+from framegan.rollout import prepare, rollout_batch, use_bf16
 
 COPY_LAST = "copy-last"
 # reported name -> (per-frame value from ``metrics.frame_scores``, higher is better, dB after pooling)
@@ -347,6 +340,7 @@ def parse_args(argv=None):
     ap.add_argument("--out", default=None, help="output directory (default: eval/ next to the checkpoint)")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     ap.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
+    add_threads(ap)
     args = ap.parse_args(argv)
     args.out = Path(args.out) if args.out else Path(args.checkpoint).parent / "eval"
     return args
@@ -357,6 +351,7 @@ def run(args) -> dict:
     from framegan.data import ClipDataset
     from framegan.store import open_store
 
+    set_threads(args.threads)
     device = resolve_device(args.device)
     store = open_store(args.data)
     models, val_fraction = {}, None
@@ -400,12 +395,7 @@ def main(argv=None) -> int:
     from framegan.checkpoint import CheckpointError
     from framegan.store import StoreError
 
-    try:
-        run(parse_args(argv))
-    except (UsageError, CheckpointError, StoreError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_main(lambda: run(parse_args(argv)), (CheckpointError, StoreError))
 
 
 if __name__ == "__main__":

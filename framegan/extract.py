@@ -42,6 +42,7 @@ import numpy as np
 from tqdm import tqdm
 
 from framegan import actions as sidecars
+from framegan.cli import Parser, add_threads, run_main, set_threads
 from framegan.preprocess import Preprocess, PreprocessError
 from framegan.store import StoreError, StoreWriter
 from framegan.video import Frame, VideoError, VideoInfo, VideoReader, probe
@@ -305,13 +306,8 @@ def format_summary(s: dict) -> str:
     return text
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line like every other error, not usage + error
-        self.exit(2, f"error: {message} (see --help)\n")
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="framegan-extract", description=__doc__.splitlines()[0])
+    p = Parser(prog="framegan-extract", description=__doc__.splitlines()[0])
     p.add_argument("videos", nargs="+", metavar="VIDEO", help="any file FFmpeg can decode")
     p.add_argument("--out", help="frame store directory (default: data/<stem of first video>)")
     p.add_argument("--size", default="64", help="output frame size: N or HxW (default 64)")
@@ -333,38 +329,29 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("--append", action="store_true", help="add to an existing store")
     mode.add_argument("--overwrite", action="store_true", help="replace an existing store")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_threads(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = _parser().parse_args(argv)
-    except SystemExit as e:  # argparse already printed usage and the error
-        return int(e.code or 0)
-
     def one_line(message, category, filename, lineno, file=None, line=None):
         print(f"warning: {message}", file=sys.stderr)
+
+    def work():
+        args = _parser().parse_args(argv)
+        set_threads(args.threads, opencv=True)
+        summary = extract(args.videos, args.out, size=args.size, crop=args.crop, fps=args.fps,
+                          start=args.start, end=args.end, scene_threshold=args.scene_threshold,
+                          min_segment=args.min_segment, drop_static=args.drop_static,
+                          actions=args.actions, append=args.append, overwrite=args.overwrite,
+                          progress=not args.quiet)
+        print(format_summary(summary))
 
     with warnings.catch_warnings():
         warnings.simplefilter("always")  # each of ours is already once per file
         warnings.showwarning = one_line
-        try:
-            summary = extract(args.videos, args.out, size=args.size, crop=args.crop, fps=args.fps,
-                              start=args.start, end=args.end, scene_threshold=args.scene_threshold,
-                              min_segment=args.min_segment, drop_static=args.drop_static,
-                              actions=args.actions, append=args.append, overwrite=args.overwrite,
-                              progress=not args.quiet)
-        except (VideoError, StoreError, PreprocessError, ExtractError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        except OSError as e:  # e.g. the disk filled up while writing segments
-            print(f"error: {e.filename or args.out}: {e.strerror or e}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            print("interrupted; nothing written", file=sys.stderr)
-            return 130
-    print(format_summary(summary))
-    return 0
+        # OSError too: e.g. the disk filled up while writing segments
+        return run_main(work, (VideoError, StoreError, PreprocessError, ExtractError))
 
 
 if __name__ == "__main__":

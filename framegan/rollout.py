@@ -22,6 +22,7 @@ import torch
 from einops import rearrange, repeat
 
 from framegan.atomic import atomic_path
+from framegan.cli import Parser, UsageError, add_threads, positive, resolve_device, run_main, set_threads
 from framegan.frames import to_model, to_pixels
 from framegan.precision import autocast_dtype
 
@@ -98,24 +99,6 @@ def rollout(G, context: torch.Tensor, horizon: int, samples: int = 1, seed: int 
 
 
 # ----------------------------------------------------------------------------- context sources
-class UsageError(ValueError):
-    """Bad command-line input; reported as ``error: <message>`` (one line), exit code 2."""
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse whose errors raise ``UsageError`` (one line, no usage dump) instead of exiting."""
-
-    def error(self, message):
-        raise UsageError(message)
-
-
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def context_from_store(path: Path, store_info: dict, K: int, horizon: int, segment: int,
                        start: int | None):
     """(context uint8 (K, H, W, 3), known future uint8 (<= T, H, W, 3), fps) from a frame store."""
@@ -243,6 +226,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     ap.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                     help="inference dtype (auto: bf16 where the hardware has it)")
+    add_threads(ap)
     args = ap.parse_args(argv)
     args.out = Path(args.out) if args.out else Path(args.checkpoint).parent / "rollout.mp4"
     if args.out.suffix.lower() not in SUFFIXES:
@@ -255,20 +239,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {name}: CUDA is not available here")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise UsageError(f"--device {name}: not a device (use auto, cpu or cuda[:N])") from None
-
-
 def run(args: argparse.Namespace) -> Path:
     from framegan.checkpoint import load_generator
 
+    set_threads(args.threads, opencv=True)  # OpenCV resizes a video context
     device = resolve_device(args.device)
     G, _, store_info = load_generator(args.checkpoint, device)
     K, src = G.context, Path(args.context)
@@ -301,12 +275,7 @@ def main(argv=None) -> int:
     from framegan.store import StoreError
     from framegan.video import VideoError
 
-    try:
-        run(parse_args(argv))
-    except (UsageError, CheckpointError, StoreError, VideoError, PreprocessError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_main(lambda: run(parse_args(argv)), (CheckpointError, StoreError, VideoError, PreprocessError))
 
 
 if __name__ == "__main__":

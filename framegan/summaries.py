@@ -16,6 +16,8 @@ import numpy as np
 from PIL import Image
 from tensorboard.compat.proto.summary_pb2 import Summary
 
+from framegan.atomic import atomic_path
+
 
 def gif_bytes(frames: np.ndarray, fps: float = 8.0) -> bytes:
     """uint8 (T, H, W, 3) -> looping animated GIF."""
@@ -46,16 +48,16 @@ def tile(rows: list[np.ndarray], pad: int = 1) -> np.ndarray:
 
 class JsonlLog:
     """metrics.jsonl: one JSON object per line. On resume, lines past the checkpoint's step are
-    dropped first (the crashed run logged them; the resumed run logs them again)."""
+    dropped first (the crashed run logged them; the resumed run logs them again), and so is a
+    line that is not JSON: the torn last line a ``kill -9`` can leave mid-write."""
 
     def __init__(self, path: Path, resume_step: int | None):
         self.path = path
         if resume_step is not None and path.exists():
-            keep = [ln for ln in path.read_text().splitlines()
-                    if ln.strip() and json.loads(ln).get("step", 0) <= resume_step]
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text("".join(ln + "\n" for ln in keep))
-            tmp.replace(path)
+            keep = [rec for rec in map(_record, path.read_text(errors="replace").splitlines())
+                    if rec is not None and rec.get("step", 0) <= resume_step]
+            with atomic_path(path) as tmp:
+                tmp.write_text("".join(json.dumps(rec) + "\n" for rec in keep))
         self.f = open(path, "a", buffering=1)
 
     def write(self, record: dict) -> None:
@@ -63,3 +65,11 @@ class JsonlLog:
 
     def close(self) -> None:
         self.f.close()
+
+
+def _record(line: str) -> dict | None:
+    try:
+        rec = json.loads(line)
+    except ValueError:
+        return None
+    return rec if isinstance(rec, dict) else None

@@ -11,12 +11,12 @@ Trains the conditional GAN of ``engine.py`` on a frame store. Tensors are ``(B, 
       metrics.jsonl            the same scalars, one JSON object per line
 
 Killed at any point (even ``kill -9``), the same command with ``run.dir=<that dir>`` (or
-``--resume <dir>``) continues from ``last.pt`` and reproduces the uninterrupted run's losses.
+``--resume <dir>``) continues from ``last.pt`` and reproduces the uninterrupted run's losses,
+under torchrun too (every rank's RNG states are in the checkpoint). A resume whose config differs
+in what the run computes is refused (``config.RESUME_MAY_CHANGE`` lists what may change).
 """
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 import time
 from datetime import datetime
@@ -28,8 +28,10 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from framegan import distributed, engine
+from framegan.atomic import atomic_path
 from framegan.checkpoint import CheckpointError, checkpoint_config, load_checkpoint, load_weights, save_checkpoint
-from framegan.config import Config, ConfigError, load_config, to_dict, to_yaml
+from framegan.cli import Parser, add_threads, resolve_device, run_main, set_threads
+from framegan.config import Config, ConfigError, load_config, resume_conflicts, to_dict, to_yaml
 from framegan.frames import to_pixels
 from framegan.nets import build_discriminator, build_generator, count_params
 from framegan.precision import autocast_dtype
@@ -39,24 +41,14 @@ SAMPLE_ROOT = "data/sample"
 
 
 # ----------------------------------------------------------------------------- set-up
-def pick_device(name: str, d: distributed.Dist) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"train.device={name} but CUDA is not available")
-        return torch.device("cuda", d.local_rank if d.enabled else torch.device(name).index or 0)
-    return torch.device("cpu")
-
-
 def ensure_store(root: str, d: distributed.Dist) -> Path:
     """The default store is the built-in sample gameplay, generated and extracted on first use."""
     path = Path(root)
-    if not (path / "manifest.json").exists() and root == SAMPLE_ROOT:
-        if d.main:
+    if root == SAMPLE_ROOT:
+        if d.main and not (path / "manifest.json").exists():
             from framegan.sample_game import build_sample_store
             build_sample_store(path)
-        if d.enabled:
+        if d.enabled:  # every rank, whatever it saw: the others wait for rank 0's store
             torch.distributed.barrier()
     return path
 
@@ -77,14 +69,19 @@ def make_run_dir(cfg: Config, d: distributed.Dist) -> Path:
 
 
 class Batches:
-    """Deterministic, resumable batch stream: batch number n is a pure function of (seed, n).
+    """Deterministic, resumable batch stream: batch number n is a pure function of (seed, rank, n).
 
     Each epoch is one DistributedSampler permutation (rank-sliced under torchrun); resuming at
     batch n skips straight to it, so a resumed run sees exactly the batches it would have seen.
+    ``augment`` flips windows here, with a generator seeded by (seed, rank, n): not in the
+    dataset, whose loader workers would draw from an RNG that restarts when a resume recreates
+    them mid-epoch.
     """
 
-    def __init__(self, dataset, batch_size: int, d: distributed.Dist, seed: int, start: int, workers: int):
+    def __init__(self, dataset, batch_size: int, d: distributed.Dist, seed: int, start: int, workers: int,
+                 augment: bool = False):
         self.ds, self.B, self.seed, self.workers = dataset, batch_size, seed, workers
+        self.rank, self.augment = d.rank, augment
         self.sampler = DistributedSampler(dataset, num_replicas=d.world, rank=d.rank, shuffle=True,
                                           seed=seed, drop_last=True)
         per_rank = len(self.sampler)
@@ -109,37 +106,68 @@ class Batches:
         epoch, pos = divmod(self.n, self.per_epoch)
         if self._it is None or pos == 0:
             self._it = self._epoch(epoch, pos)
+        batch = next(self._it)
+        if self.augment:  # horizontal flips of whole windows (B, T, C, H, W)
+            flip = np.random.default_rng([self.seed, self.rank, self.n]).random(len(batch)) < 0.5
+            flip = torch.from_numpy(flip)
+            batch[flip] = batch[flip].flip(-1)
         self.n += 1
-        return next(self._it)
+        return batch
 
 
 # ----------------------------------------------------------------------------- checkpoints
-def training_state(gan: engine.GAN, cfg: Config, step: int, store_info: dict) -> dict:
+def rng_state(gan: engine.GAN) -> dict:
+    """This process's random streams: the global torch RNG(s) and G's noise stream."""
     rng = {"torch": torch.get_rng_state(), "z": gan.z_gen.get_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()
+    return rng
+
+
+def training_state(gan: engine.GAN, cfg: Config, step: int, store_info: dict, rngs: list[dict]) -> dict:
+    """The checkpoint; ``rngs`` holds every rank's ``rng_state`` in rank order (one outside torchrun)."""
     return {
         "step": step, "config": to_dict(cfg), "store": store_info,
         "G": engine.unwrap(gan.G).state_dict(), "D": engine.unwrap(gan.D).state_dict(),
         "G_ema": gan.G_ema.state_dict(), "opt_g": gan.opt_g.state_dict(), "opt_d": gan.opt_d.state_dict(),
-        "scaler": gan.scaler.state_dict(), "rng": rng,
+        "scaler": gan.scaler.state_dict(), "rng": rngs,
     }
 
 
-def restore(gan: engine.GAN, state: dict, where: str) -> int:
+def restore(gan: engine.GAN, state: dict, where: str, d: distributed.Dist, seed: int) -> int:
     load_weights(engine.unwrap(gan.G), state["G"], f"{where} [G]")
     load_weights(engine.unwrap(gan.D), state["D"], f"{where} [D]")
     load_weights(gan.G_ema, state["G_ema"], f"{where} [G_ema]")
     gan.opt_g.load_state_dict(state["opt_g"])
     gan.opt_d.load_state_dict(state["opt_d"])
     gan.scaler.load_state_dict(state["scaler"])
+    step = int(state["step"])
+    rngs = state["rng"] if isinstance(state["rng"], list) else [state["rng"]]  # a dict before torchrun resume
+    if len(rngs) != d.world:  # another process count: same batches per step, not the same draws
+        if d.main:
+            print(f"note: the run had {len(rngs)} processes, now {d.world}: training goes on, but does "
+                  f"not reproduce a run that kept {len(rngs)}")
+        torch.manual_seed(seed + d.rank + 1000 * step)
+        gan.z_gen.manual_seed(seed + 1 + 1000 * d.rank + step)
+        return step
     # RNG states must be CPU ByteTensors, whatever device the checkpoint was mapped to.
-    rng = {k: [t.cpu() for t in v] if isinstance(v, (list, tuple)) else v.cpu() for k, v in state["rng"].items()}
+    rng = {k: [t.cpu() for t in v] if isinstance(v, (list, tuple)) else v.cpu() for k, v in rngs[d.rank].items()}
     torch.set_rng_state(rng["torch"])
     gan.z_gen.set_state(rng["z"])
     if "cuda" in rng and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
-    return int(state["step"])
+    return step
+
+
+def check_resumable(old: Config, new: Config, ckpt: Path) -> None:
+    """A resume continues one run: refuse a config that changes what the run computes."""
+    changed = resume_conflicts(old, new)
+    if changed:
+        what = ", ".join(f"{k}={a!r} (now {b!r})" for k, a, b in changed[:4])
+        more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
+        raise CheckpointError(f"{ckpt}: this run was trained with {what}{more}; a resume must continue the "
+                              f"same run: drop those overrides (--resume RUN_DIR starts from the run's own "
+                              f"config) or pass a new run.dir")
 
 
 def resume_path(cfg: Config, run: Path) -> Path | None:
@@ -222,7 +250,7 @@ def _train(cfg: Config, d: distributed.Dist) -> Path:
     from framegan.store import open_store
 
     t, K = cfg.train, cfg.data.context
-    device = pick_device(t.device, d)
+    device = resolve_device(t.device, f"train.device={t.device}", d.local_rank if d.enabled else None)
     dtype = autocast_dtype(t.precision, device)
     torch.manual_seed(t.seed + d.rank)  # per-rank seeds: ranks must not draw identical noise
     np.random.seed(t.seed + d.rank)
@@ -238,7 +266,7 @@ def _train(cfg: Config, d: distributed.Dist) -> Path:
                           f"{2 ** cfg.model.depth}")
     store_info = {**store.preprocess, "size": [H, W], "fps": store.fps}
     ds_args = dict(context=K, stride=cfg.data.stride, val_fraction=cfg.data.val_fraction)
-    train_ds = ClipDataset(store, horizon=cfg.data.horizon, split="train", augment=cfg.data.augment, **ds_args)
+    train_ds = ClipDataset(store, horizon=cfg.data.horizon, split="train", **ds_args)  # flips: Batches
     val_ds = ClipDataset(store, horizon=1, split="val", **ds_args)
 
     G = build_generator(cfg.model, K).to(device)
@@ -252,23 +280,26 @@ def _train(cfg: Config, d: distributed.Dist) -> Path:
     run = make_run_dir(cfg, d)
     ckpt = resume_path(cfg, run)
     step = 0
+    if d.enabled:  # per-rank noise streams; a resume restores each rank's own
+        gan.z_gen.manual_seed(t.seed + 1 + 1000 * d.rank)
     if ckpt is not None:
         state = load_checkpoint(ckpt, map_location=device)
-        old = checkpoint_config(state, ckpt)
-        if old.model != cfg.model or old.data.context != K:
-            raise CheckpointError(f"{ckpt}: was trained with another architecture (model/context differ)")
-        step = restore(gan, state, str(ckpt))
-        if d.enabled:  # per-rank streams: offset so ranks keep drawing different noise
-            gan.z_gen.manual_seed(t.seed + 1 + 1000 * d.rank + step)
-    elif d.enabled:
-        gan.z_gen.manual_seed(t.seed + 1 + 1000 * d.rank)
-    batches = Batches(train_ds, t.batch_size // d.world, d, t.seed, step * t.n_d, cfg.data.num_workers)
+        check_resumable(checkpoint_config(state, ckpt), cfg, ckpt)
+        step = restore(gan, state, str(ckpt), d, t.seed)
+        del state
+    if not distributed.same_everywhere(d, step):
+        raise CheckpointError(f"{run}: the processes found different checkpoints to resume from; "
+                              f"run.dir must be on a filesystem every node shares")
+    distributed.broadcast_state(d, [engine.unwrap(gan.G), engine.unwrap(gan.D), gan.G_ema], [gan.opt_g, gan.opt_d])
+    batches = Batches(train_ds, t.batch_size // d.world, d, t.seed, step * t.n_d, cfg.data.num_workers,
+                      augment=cfg.data.augment)
     reduce = (lambda m: distributed.all_reduce_grads(m, d.world)) if d.enabled else None
 
     writer = log = None
     if d.main:
         from torch.utils.tensorboard import SummaryWriter
-        (run / "config.yaml").write_text(to_yaml(cfg))
+        with atomic_path(run / "config.yaml") as tmp:
+            tmp.write_text(to_yaml(cfg))
         writer = SummaryWriter(str(run / "tb"), purge_step=step if ckpt else None)
         log = JsonlLog(run / "metrics.jsonl", resume_step=step if ckpt else None)
         print(f"run dir: {run}   (TensorBoard: tensorboard --logdir {run / 'tb'})")
@@ -278,9 +309,10 @@ def _train(cfg: Config, d: distributed.Dist) -> Path:
         print(f"resume after an interruption: python -m framegan.train --resume {run}")
 
     def save(step: int) -> None:
+        rngs = distributed.gather(d, rng_state(gan))  # every rank takes part; rank 0 writes
         if not d.main:
             return
-        state = training_state(gan, cfg, step, store_info)
+        state = training_state(gan, cfg, step, store_info, rngs)
         save_checkpoint(run / "checkpoints" / "last.pt", state)
         if t.keep_every and step % t.keep_every == 0:
             save_checkpoint(run / "checkpoints" / f"step_{step:07d}.pt", state)
@@ -344,24 +376,23 @@ def resolve_config(args) -> Config:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m framegan.train", description=__doc__.splitlines()[0])
-    ap.add_argument("--config", help="YAML config (default: built-in defaults = configs/default.yaml)")
-    ap.add_argument("--resume", metavar="RUN_DIR|CKPT", help="continue a run from its last checkpoint")
-    ap.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.steps=200")
-    args = ap.parse_args(argv)
     from framegan.store import StoreError
     from framegan.video import VideoError
-    try:
+
+    ap = Parser(prog="python -m framegan.train", description=__doc__.splitlines()[0])
+    ap.add_argument("--config", help="YAML config (default: built-in defaults = configs/default.yaml)")
+    ap.add_argument("--resume", metavar="RUN_DIR|CKPT", help="continue a run from its last checkpoint")
+    add_threads(ap)
+    ap.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.steps=200")
+
+    def work():
+        args = ap.parse_args(argv)
+        set_threads(args.threads)
         train(resolve_config(args))
-    except (ConfigError, CheckpointError, StoreError, VideoError, engine.NonFiniteLoss) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: the last checkpoint is intact; resume with --resume RUN_DIR", file=sys.stderr)
-        return 130
-    return 0
+
+    return run_main(work, (ConfigError, CheckpointError, StoreError, VideoError, engine.NonFiniteLoss),
+                    interrupted="interrupted: the last checkpoint is intact; resume with --resume RUN_DIR")
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
     sys.exit(main())

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from framegan.config import ConfigError, ZInject, from_dict, load_config, to_dict, to_yaml
+from framegan.config import ConfigError, ZInject, from_dict, load_config, resume_conflicts, to_dict, to_yaml
 from framegan.train import main as train_main
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
@@ -44,11 +44,45 @@ def test_missing_file():
         load_config("no/such.yaml")
 
 
+@pytest.mark.parametrize("text, where", [
+    ("train:\n  steps: 3\n   model: [1, 2\n", ":3:9: invalid YAML: mapping values are not allowed in this context"),
+    ("model: {width: 8\n", ":2:1: invalid YAML: did not find expected ',' or '}'"),
+    ("\tmodel:\n", ":1:1: invalid YAML: found character that cannot start any token"),
+])
+def test_malformed_yaml_names_file_line_and_column(tmp_path, text, where):
+    p = tmp_path / "bad.yaml"
+    p.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert str(e.value) == f"{p}{where}"
+
+
+def test_resume_conflicts_name_what_changes_the_computation():
+    old = load_config(None, ["model.width=8"])
+    same_run = load_config(None, ["model.width=8", "train.steps=5000", "train.log_every=1", "run.dir=elsewhere",
+                                  "train.device=cpu", "data.num_workers=2", "train.resume=never"])
+    assert resume_conflicts(old, same_run) == []
+    other = load_config(None, ["model.width=16", "loss.adv_type=lsgan", "train.lr_g=0.001", "data.augment=true"])
+    assert resume_conflicts(old, other) == [("data.augment", False, True), ("loss.adv_type", "hinge", "lsgan"),
+                                            ("model.width", 8, 16), ("train.lr_g", 0.0002, 0.001)]
+
+
+def test_stored_config_with_an_interpolation_is_refused(monkeypatch):
+    monkeypatch.setenv("FRAMEGAN_SECRET", "s3cret")
+    d = to_dict(load_config(None))
+    d["data"]["root"] = "/data/${oc.env:FRAMEGAN_SECRET}"
+    with pytest.raises(ConfigError, match=r"data\.root=.*interpolation") as e:
+        from_dict(d)
+    assert "s3cret" not in str(e.value)
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
-def test_every_shipped_config_loads_and_round_trips(path):
+def test_every_shipped_config_loads_and_round_trips(path, tmp_path):
     cfg = load_config(path)
     assert from_dict(to_dict(cfg)) == cfg
-    assert "z_inject" in to_yaml(cfg)
+    written = tmp_path / "config.yaml"  # what a run directory holds must load back to the same config
+    written.write_text(to_yaml(cfg))
+    assert load_config(written) == cfg
 
 
 def test_regression_config_is_the_l1_baseline():

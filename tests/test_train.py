@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from einops import repeat
 
 from framegan import engine, losses
-from framegan.checkpoint import load_checkpoint
+from framegan.checkpoint import CheckpointError, checkpoint_config, load_checkpoint, save_checkpoint
 from framegan.config import load_config
 from framegan.nets import build_discriminator, build_generator
 from framegan.sample_game import build_sample_store
@@ -46,12 +47,16 @@ def train_losses(run_dir) -> dict[int, dict]:
             for r in records(run_dir) if "g_total" in r}
 
 
-def test_short_run_writes_every_artifact(store, tmp_path):
+def test_short_run_writes_every_artifact(store, tmp_path, monkeypatch):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     rd = tmp_path / "run"
+    renamed = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: (renamed.append(Path(b).name), real_replace(a, b)))
     assert run(store, rd, "train.steps=20", "train.log_every=5", "train.sample_every=10",
                "train.save_every=10", "train.keep_every=10") == 0
+    assert "config.yaml" in renamed  # written under a temp name, then renamed into place: never half a file
     assert (rd / "config.yaml").read_text().count("z_inject") == 1
     assert {p.name for p in (rd / "checkpoints").iterdir()} == {"last.pt", "step_0000010.pt", "step_0000020.pt"}
     state = load_checkpoint(rd / "checkpoints" / "last.pt")
@@ -77,9 +82,11 @@ def test_short_run_writes_every_artifact(store, tmp_path):
     assert gif.n_frames == 4 + 3  # context + rollout frames
 
 
-def test_resume_equals_uninterrupted_run(store, tmp_path):
+@pytest.mark.parametrize("extra", [[], ["data.augment=true", "data.num_workers=1"]], ids=["plain", "augment-workers"])
+def test_resume_equals_uninterrupted_run(store, tmp_path, extra):
+    """With a loader worker and flips too: the resumed run starts a new worker mid-epoch."""
     common = ["train.steps=8", "train.log_every=1", "train.sample_every=4", "train.save_every=4",
-              "train.keep_every=4", "train.deterministic=true"]
+              "train.keep_every=4", "train.deterministic=true", *extra]
     a, b = tmp_path / "a", tmp_path / "b"
     assert run(store, a, *common) == 0
     # "Crash" after step 6: what survives on disk is the step-4 checkpoint (last.pt is only ever
@@ -166,24 +173,31 @@ def test_best_of_k_gives_every_class_a_turn(monkeypatch):
 
 
 def test_unrolled_g_step_trains_on_its_own_predictions():
-    """data.horizon=2: the reconstruction also scores the second step, predicted from G's own
-    first frame, and its gradient reaches G."""
+    """data.horizon=2: the second step is predicted from G's own first frame (not the true one),
+    with the gradient flowing back through that fed-back frame, and its error is in g_rec."""
     torch.manual_seed(0)
     clip = torch.rand(2, 6, 3, 32, 32) * 2 - 1   # K=4 context + 2 future frames
 
-    def g_rec(horizon: int, window: torch.Tensor) -> float:
-        cfg = load_config(None, [*TINY, f"data.horizon={horizon}", "loss.adv_weight=0", "loss.diversity_weight=0"])
+    def g_step(window: torch.Tensor):
+        cfg = load_config(None, [*TINY, "data.horizon=2", "loss.adv_weight=0", "loss.diversity_weight=0"])
         torch.manual_seed(1)
         G, D = build_generator(cfg.model, 4), build_discriminator(cfg.model, 4)
         gan = engine.build_gan(cfg, G, D, torch.device("cpu"), None)
-        out = engine.g_step(gan, cfg, window, step=1)
-        assert all(p.grad is not None for p in G.parameters())
-        return out["g_rec"].item()
+        calls = []
+        G.register_forward_hook(lambda m, inputs, out: calls.append((inputs[0], out)))
+        rec = engine.g_step(gan, cfg, window, step=1)["g_rec"].item()
+        return rec, calls
 
+    rec, calls = g_step(clip)
+    assert len(calls) == 2                                     # one forward per predicted step
+    (x1, y1), (x2, _) = calls
+    assert torch.equal(x2[:, :-1], x1[:, 1:])                  # the window slides by one frame ...
+    assert torch.equal(x2[:, -1], y1.to(x2.dtype))             # ... and takes G's own prediction,
+    assert not torch.equal(x2[:, -1], repeat(clip[:, 4], "b c h w -> (s b) c h w", s=2))  # not the truth,
+    assert x2.grad_fn is not None                              # and is backpropagated through
     other = clip.clone()
-    other[:, 5] = -other[:, 5]                   # change only the second future frame
-    assert g_rec(1, clip[:, :5]) == g_rec(1, other[:, :5])
-    assert g_rec(2, clip) != g_rec(2, other)
+    other[:, 5] = -other[:, 5]                                 # change only the second target
+    assert g_step(other)[0] != rec
 
 
 def test_d_step_leaves_g_untouched():
@@ -207,27 +221,210 @@ def test_regression_config_trains_without_d(store, tmp_path):
     assert "g_adv" not in step and "d_real" not in step and "g_rec" in step
 
 
-def test_resume_refuses_other_architecture(store, tmp_path, capsys):
+def test_resume_refuses_a_config_that_changes_the_run(store, tmp_path, capsys):
     rd = tmp_path / "run"
     assert run(store, rd, "train.steps=2", "train.sample_every=100") == 0
-    assert run(store, rd, "train.steps=4", "model.width=16") == 2
-    assert "another architecture" in capsys.readouterr().err
+    capsys.readouterr()
+    # train.resume=auto on the same run.dir with other data, model or loss: one line naming them.
+    other = tmp_path / "other"
+    shutil.copytree(store, other)
+    assert run(store, rd, "train.steps=4", "loss.l1_weight=2", f"data.root={other}") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: ")
+    assert "data.root=" in err and "loss.l1_weight=1.0 (now 2.0)" in err and "model" not in err
+    assert load_checkpoint(rd / "checkpoints" / "last.pt")["step"] == 2  # untouched
+    assert train_main(["--resume", str(rd), "model.width=16"]) == 2
+    assert "model.width=8 (now 16)" in capsys.readouterr().err
+    # Keys that do not change the computation may change; --resume starts from the stored config.
+    assert run(store, rd, "train.steps=3", "train.log_every=1", "train.save_every=3", "data.num_workers=1") == 0
+    assert train_main(["--resume", str(rd), "train.steps=4", "train.sample_every=2"]) == 0
+    assert load_checkpoint(rd / "checkpoints" / "last.pt")["step"] == 4
 
 
-def test_torchrun_two_processes(store, tmp_path):
-    rd = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+def test_torn_metrics_line_is_dropped_on_resume(store, tmp_path):
+    rd = tmp_path / "run"
+    assert run(store, rd, "train.steps=4", "train.log_every=1", "train.save_every=4", "train.sample_every=100") == 0
+    with open(rd / "metrics.jsonl", "a") as f:
+        f.write('{"step": 5, "g_total": 0.1')  # kill -9 in the middle of a line
+    assert run(store, rd, "train.steps=6", "train.log_every=1", "train.sample_every=100") == 0
+    assert [r["step"] for r in records(rd) if "g_total" in r] == [1, 2, 3, 4, 5, 6]
+
+
+def test_atomic_path_fsyncs_the_file_then_its_directory(tmp_path, monkeypatch):
+    import stat
+
+    from framegan.atomic import atomic_path
+
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(stat.S_ISDIR(os.fstat(fd).st_mode)), real_fsync(fd)))
+    with atomic_path(tmp_path / "a.txt") as tmp:
+        tmp.write_text("x")
+    assert synced == [False, True] and (tmp_path / "a.txt").read_text() == "x"
+
+
+def test_load_checkpoint_lets_other_errors_through(tmp_path, monkeypatch):
+    """Out of memory is not 'an unreadable checkpoint': the user must see what really happened."""
+    ckpt = tmp_path / "c.pt"
+    save_checkpoint(ckpt, {"step": 0})
+
+    def oom(*a, **k):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(torch, "load", oom)
+    with pytest.raises(torch.OutOfMemoryError):
+        load_checkpoint(ckpt)
+
+
+@pytest.mark.parametrize("content", [b"", b"hello\n", b"PK\x03\x04 not a zip"], ids=["empty", "text", "bad-zip"])
+def test_unreadable_checkpoint_is_a_checkpoint_error(tmp_path, content):
+    (tmp_path / "c.pt").write_bytes(content)
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(tmp_path / "c.pt")
+
+
+def test_stored_config_interpolation_is_refused_not_resolved(tmp_path, capsys, monkeypatch):
+    from framegan.config import to_dict
+
+    monkeypatch.setenv("FRAMEGAN_SECRET", "s3cret")
+    cfg = to_dict(load_config(None, TINY))
+    cfg["data"]["root"] = "${oc.env:FRAMEGAN_SECRET}"
+    cfg["run"]["name"] = "${data.root}"
+    ckpt = tmp_path / "run" / "checkpoints" / "last.pt"
+    save_checkpoint(ckpt, {"step": 1, "config": cfg})
+    with pytest.raises(CheckpointError, match="interpolation") as e:
+        checkpoint_config(load_checkpoint(ckpt), ckpt)
+    assert "s3cret" not in str(e.value)
+    assert train_main(["--resume", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "interpolation" in err and "s3cret" not in err and err.count("\n") == 1
+
+
+# A torchrun entry point for the 2-process tests: framegan.train.main in each rank, plus two
+# test-only instruments (no hook in framegan itself):
+# - HASH_DIR=DIR: each rank writes DIR/rank<R>.json, the sha256 of G, D and G_ema as it holds them
+#   at the end (rank 0 also hashes the checkpoint it wrote);
+# - NAN_RANK=R: rank R's L1 reconstruction turns NaN from its third G step (step 2) on.
+ENTRY = """
+import hashlib, json, os, sys
+from pathlib import Path
+import torch
+from einops import repeat
+from framegan import engine, losses
+from framegan.train import main
+
+def digest(state):
+    h = hashlib.sha256()
+    for name, v in state.items():
+        h.update(name.encode() + v.detach().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+held, rank = {}, int(os.environ["RANK"])
+ema = engine.update_ema
+engine.update_ema = lambda gan, cfg, step: (held.update(gan=gan), ema(gan, cfg, step))
+if os.environ.get("NAN_RANK") == str(rank):
+    l1, calls = losses.per_sample_l1, [0]
+    def poisoned(*a, **k):
+        calls[0] += 1
+        return l1(*a, **k) * (float("nan") if calls[0] >= 3 else 1.0)
+    losses.per_sample_l1 = poisoned
+rc = main(sys.argv[1:])
+if os.environ.get("HASH_DIR"):
+    gan = held["gan"]
+    out = {"G": digest(gan.G.state_dict()), "D": digest(gan.D.state_dict()), "G_ema": digest(gan.G_ema.state_dict())}
+    if rank == 0:
+        run = next(a.split("=", 1)[1] for a in sys.argv if a.startswith("run.dir="))
+        ckpt = torch.load(Path(run) / "checkpoints" / "last.pt", weights_only=True)
+        out["checkpoint"] = {k: digest(ckpt[k]) for k in ("G", "D", "G_ema")}
+    (Path(os.environ["HASH_DIR"]) / f"rank{rank}.json").write_text(json.dumps(out))
+sys.exit(rc)
+"""
+DDP = [*TINY, "train.steps=8", "train.log_every=1", "train.sample_every=8", "train.save_every=4",
+       "train.keep_every=4", "train.device=cpu", "train.deterministic=true", "data.augment=true"]
+
+
+def torchrun(tmp_path, args, timeout=300, **env) -> subprocess.CompletedProcess:
+    """2 CPU processes (gloo), one thread each, on a free port."""
+    entry = tmp_path / "entry.py"
+    entry.write_text(ENTRY)
     with socket.socket() as sock:  # a free port for the rendezvous (0 is not accepted by torchrun)
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), **env}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
-           "-m", "framegan.train", *TINY, f"data.root={store}", f"run.dir={rd}", "train.steps=4",
-           "train.log_every=2", "train.sample_every=4", "train.save_every=2", "train.device=cpu"]
-    p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+           str(entry), *[str(a) for a in args]]
+    # A session of its own: on a timeout (a hung rank) the ranks die with torchrun, not outlive the test.
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+@pytest.fixture(scope="module")
+def ddp_run(store, tmp_path_factory):
+    """An uninterrupted 2-process run of 8 steps (checkpoints at 4 and 8) and its rank hashes."""
+    tmp = tmp_path_factory.mktemp("ddp")
+    rd, hashes = tmp / "run", tmp / "hashes"
+    hashes.mkdir()
+    p = torchrun(tmp, [*DDP, f"data.root={store}", f"run.dir={rd}"], HASH_DIR=str(hashes))
+    return rd, hashes, p
+
+
+def test_torchrun_ranks_hold_identical_weights_and_rank_0_writes_them(ddp_run):
+    rd, hashes, p = ddp_run
     assert p.returncode == 0, p.stderr[-2000:]
     assert "terminate called" not in p.stderr
-    assert load_checkpoint(rd / "checkpoints" / "last.pt")["step"] == 4
-    assert [r["step"] for r in records(rd) if "g_total" in r] == [2, 4]  # rank 0 logs alone
+    r0, r1 = (json.loads((hashes / f"rank{r}.json").read_text()) for r in (0, 1))
+    # Ranks build G and D from different seeds; without the broadcast before step 1 they differ.
+    assert {k: r0[k] for k in ("G", "D", "G_ema")} == r1
+    assert r0["checkpoint"] == r1  # the checkpoint holds what every rank holds
+    assert load_checkpoint(rd / "checkpoints" / "last.pt")["step"] == 8
+    assert [r["step"] for r in records(rd) if "g_total" in r] == list(range(1, 9))  # rank 0 logs alone
+
+
+def test_torchrun_resume_reproduces_the_uninterrupted_run(ddp_run, store, tmp_path):
+    a, _, p = ddp_run
+    assert p.returncode == 0, p.stderr[-2000:]
+    b = tmp_path / "b"
+    (b / "checkpoints").mkdir(parents=True)
+    shutil.copy(a / "checkpoints" / "step_0000004.pt", b / "checkpoints" / "last.pt")
+    lines = (a / "metrics.jsonl").read_text().splitlines()
+    (b / "metrics.jsonl").write_text("".join(ln + "\n" for ln in lines if json.loads(ln)["step"] <= 6))
+    q = torchrun(tmp_path, [*DDP, f"data.root={store}", f"run.dir={b}"])
+    assert q.returncode == 0, q.stderr[-2000:]
+    la, lb = train_losses(a), train_losses(b)
+    assert sorted(lb) == list(range(1, 9))
+    for step in range(5, 9):
+        assert la[step] == lb[step], f"step {step} differs after the 2-process resume"
+    wa, wb = (load_checkpoint(r / "checkpoints" / "last.pt") for r in (a, b))
+    for net in ("G", "D", "G_ema"):
+        assert all(torch.equal(wa[net][k], wb[net][k]) for k in wa[net]), net
+
+
+def test_a_2_process_checkpoint_resumes_in_1_process_with_a_note(ddp_run, store, tmp_path, capsys):
+    a, _, p = ddp_run
+    assert p.returncode == 0, p.stderr[-2000:]
+    (tmp_path / "c" / "checkpoints").mkdir(parents=True)
+    shutil.copy(a / "checkpoints" / "step_0000004.pt", tmp_path / "c" / "checkpoints" / "last.pt")
+    assert train_main([*DDP, f"data.root={store}", f"run.dir={tmp_path / 'c'}", "train.steps=5"]) == 0
+    assert "note: the run had 2 processes, now 1" in capsys.readouterr().out
+    assert load_checkpoint(tmp_path / "c" / "checkpoints" / "last.pt")["step"] == 5
+
+
+def test_torchrun_non_finite_loss_on_one_rank_stops_every_rank(store, tmp_path):
+    rd = tmp_path / "run"
+    p = torchrun(tmp_path, [*DDP, f"data.root={store}", f"run.dir={rd}", "train.save_every=1"],
+                 timeout=240, NAN_RANK="1")
+    message = "error: non-finite loss at step 2 in the G phase: term g_rec (on 1 of 2 processes)"
+    assert p.returncode != 0
+    assert p.stderr.count(message + "\n") == 2, p.stderr[-2000:]  # each rank, one line
+    assert f'File "{ROOT / "framegan"}' not in p.stderr  # torchrun's own report follows, no framegan traceback
+    assert load_checkpoint(rd / "checkpoints" / "last.pt")["step"] == 2  # the last good step
 
 
 @pytest.mark.parametrize("extra", [

@@ -1,0 +1,106 @@
+"""What every command line of framegan shares: one-line errors, exit code 2, devices, threads.
+
+Each entry point has ``main(argv=None) -> int``: it parses with ``Parser`` and runs its work
+under ``run_main``, so bad input ends as ``error: <one line>`` on stderr and exit code 2 (never a
+traceback or a usage dump), and Ctrl-C as exit code 130.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+
+# Measured with benchmarks/threads_speed.py on the 2-core machine this was built on (README,
+# Speed): 2 threads beat 1 when the cores are free; under contention 2 threads lose badly
+# (rollout batch 1 collapsed to 2 frames/s with another job running), which is why it is an option.
+DEFAULT_THREADS = 2
+
+
+class UsageError(ValueError):
+    """Bad command-line input; reported as ``error: <message>`` (one line), exit code 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose errors raise ``UsageError`` (one line, no usage dump) instead of exiting."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see --help)")
+
+
+def positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def add_threads(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=positive, default=None,
+                        help=f"CPU threads for torch (and OpenCV) (default: $OMP_NUM_THREADS if set, "
+                             f"else {DEFAULT_THREADS}; torchrun sets 1 per process)")
+
+
+def set_threads(n: int | None, opencv: bool = False) -> int:
+    """Intra-op threads for torch (and OpenCV's pool if ``opencv``); ``None``: $OMP_NUM_THREADS,
+    else ``DEFAULT_THREADS`` capped at the CPUs this process may use. A command that has not
+    imported torch (extract) does not pay for importing it here."""
+    if n is None:
+        env = os.environ.get("OMP_NUM_THREADS", "")
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        n = int(env) if env.isdigit() and int(env) > 0 else min(DEFAULT_THREADS, cpus)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
+    else:
+        os.environ["OMP_NUM_THREADS"] = str(n)  # read when torch starts its thread pool
+    if opencv:
+        import cv2
+        cv2.setNumThreads(n)
+    return n
+
+
+def resolve_device(name: str, label: str | None = None, local_rank: int | None = None):
+    """``auto | cpu | cuda[:N]`` (or any torch device) -> a ``torch.device`` that exists here. Under
+    torchrun (``local_rank`` given) CUDA means this process's own GPU, whatever N says."""
+    import torch
+
+    label = label or f"--device {name}"
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"{label}: not a device (use auto, cpu or cuda[:N])") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"{label}: CUDA is not available here")
+        index = local_rank if local_rank is not None else device.index or 0
+        if index >= torch.cuda.device_count():
+            raise UsageError(f"{label}: there are {torch.cuda.device_count()} CUDA devices")
+        return torch.device("cuda", index)
+    return device
+
+
+def run_main(work: Callable[[], object], errors: tuple[type[BaseException], ...] = (),
+             interrupted: str = "interrupted; nothing written") -> int:
+    """Run ``work``; ``UsageError``, ``errors`` and ``OSError`` (a missing or unwritable path, a
+    full disk) become ``error: <message>`` and exit code 2, Ctrl-C prints ``interrupted``, 130.
+    ``--help`` returns 0 instead of raising ``SystemExit``."""
+    try:
+        work()
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 0
+    except (UsageError, *errors) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(interrupted, file=sys.stderr)
+        return 130
+    return 0

@@ -106,13 +106,13 @@ class Batches:
         epoch, pos = divmod(self.n, self.per_epoch)
         if self._it is None or pos == 0:
             self._it = self._epoch(epoch, pos)
-        batch = next(self._it)
-        if self.augment:  # horizontal flips of whole windows (B, T, C, H, W)
-            flip = np.random.default_rng([self.seed, self.rank, self.n]).random(len(batch)) < 0.5
+        frames, actions = next(self._it)
+        if self.augment:  # horizontal flips of whole windows (B, T, C, H, W); never with actions
+            flip = np.random.default_rng([self.seed, self.rank, self.n]).random(len(frames)) < 0.5
             flip = torch.from_numpy(flip)
-            batch[flip] = batch[flip].flip(-1)
+            frames[flip] = frames[flip].flip(-1)
         self.n += 1
-        return batch
+        return frames, actions
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -131,6 +131,7 @@ def training_state(gan: engine.GAN, cfg: Config, step: int, store_info: dict, rn
         "G": engine.unwrap(gan.G).state_dict(), "D": engine.unwrap(gan.D).state_dict(),
         "G_ema": gan.G_ema.state_dict(), "opt_g": gan.opt_g.state_dict(), "opt_d": gan.opt_d.state_dict(),
         "scaler": gan.scaler.state_dict(), "rng": rngs,
+        **({"Q": gan.Q.state_dict(), "opt_q": gan.opt_q.state_dict()} if gan.Q is not None else {}),
     }
 
 
@@ -141,6 +142,9 @@ def restore(gan: engine.GAN, state: dict, where: str, d: distributed.Dist, seed:
     gan.opt_g.load_state_dict(state["opt_g"])
     gan.opt_d.load_state_dict(state["opt_d"])
     gan.scaler.load_state_dict(state["scaler"])
+    if gan.Q is not None:
+        load_weights(gan.Q, state["Q"], f"{where} [Q]")
+        gan.opt_q.load_state_dict(state["opt_q"])
     step = int(state["step"])
     rngs = state["rng"] if isinstance(state["rng"], list) else [state["rng"]]  # a dict before torchrun resume
     if len(rngs) != d.world:  # another process count: same batches per step, not the same draws
@@ -191,6 +195,7 @@ def validate(gan: engine.GAN, cfg: Config, val_ds, step: int, writer, log: Jsonl
     """Val PSNR/SSIM and high-frequency power ratio of G_ema vs copy-last on the same windows; an
     image grid; a rollout GIF."""
     from framegan import metrics
+    from framegan.evaluate import pick_windows
     from framegan.rollout import rollout
 
     K, G = cfg.data.context, gan.G_ema
@@ -199,20 +204,25 @@ def validate(gan: engine.GAN, cfg: Config, val_ds, step: int, writer, log: Jsonl
     hf = {"truth": 0.0, "": 0.0, "_copy_last": 0.0}  # energies: summed over windows, then divided
     first = None
     B = cfg.train.batch_size
-    for start in range(0, min(len(val_ds), B * cfg.train.val_batches), B):
-        # Fixed windows, no DataLoader: validation must not touch the training RNG streams.
-        clip, _actions = val_ds[list(range(start, min(start + B, len(val_ds))))]
+    # Fixed windows spread evenly over the whole validation split (the first ones alone can be
+    # one episode's static intro: Ms. Pac-Man's), no DataLoader: validation must not touch the
+    # training RNG streams.
+    windows = pick_windows(len(val_ds), B * cfg.train.val_batches)
+    for start in range(0, len(windows), B):
+        clip, actions = val_ds[windows[start:start + B]]
         clip = clip.to(gan.device)
         ctx, truth = engine.split_clip(clip, K)
+        a = engine.step_actions(actions.to(gan.device), K) if G.num_actions else None
         with engine.autocast(gan):
-            pred = G(ctx, G.sample_z(ctx.shape[0], device=gan.device, generator=gen)).float()
+            pred = G(ctx, G.sample_z(ctx.shape[0], device=gan.device, generator=gen), a).float()
         for name, p in (("", pred), ("_copy_last", ctx[:, -1])):
             sums["psnr" + name] += metrics.psnr(p, truth).clamp(max=100).sum().item()
             sums["ssim" + name] += metrics.ssim(p, truth).sum().item()
             hf[name] += metrics.hf_energy(p).sum().item()
         hf["truth"] += metrics.hf_energy(truth).sum().item()
         n += clip.shape[0]
-        first = first if first is not None else clip
+        if first is None:
+            first, first_a = clip, a
     if n == 0:
         return {}
     out = {f"val/{k}": v / n for k, v in sums.items()}
@@ -224,7 +234,8 @@ def validate(gan: engine.GAN, cfg: Config, val_ds, step: int, writer, log: Jsonl
     # Image grid: per row, context | truth | 3 samples.
     rows = []
     ctx, truth = engine.split_clip(first[:4], K)
-    samples = [G(ctx, G.sample_z(ctx.shape[0], device=gan.device, generator=gen)) for _ in range(3)]
+    a = first_a[:4] if first_a is not None else None
+    samples = [G(ctx, G.sample_z(ctx.shape[0], device=gan.device, generator=gen), a) for _ in range(3)]
     for b in range(ctx.shape[0]):
         rows.append(to_pixels(torch.cat([ctx[b], truth[b:b + 1]] + [s[b:b + 1] for s in samples])))
     writer.add_image("samples/context|truth|3 samples", tile(rows), step, dataformats="HWC")
@@ -234,6 +245,20 @@ def validate(gan: engine.GAN, cfg: Config, val_ds, step: int, writer, log: Jsonl
     video = to_pixels(torch.cat([ctx_rep, fut], dim=1))                               # (S, K+T, H, W, 3)
     add_gif(writer, "rollout/4 samples", np.concatenate(list(video), axis=2), step, fps=4)
     return out
+
+
+def resolve_actions(cfg: Config, store) -> None:
+    """``model.actions=-1`` (auto) becomes the store's number of actions (0 without a key log);
+    an explicit count must match the store's."""
+    n = len(store.action_values)
+    if cfg.model.actions == -1:
+        cfg.model.actions = n
+    elif cfg.model.actions > 0 and cfg.model.actions != n:
+        raise ConfigError(f"model.actions={cfg.model.actions}, but {store.path} has "
+                          f"{n or 'no'} actions (-1 = the store's, 0 = no action input)")
+    if cfg.model.actions and cfg.data.augment:
+        raise ConfigError(f"data.augment (horizontal flips) would swap the meaning of {store.path}'s "
+                          f"left/right keys: set data.augment=false or model.actions=0")
 
 
 # ----------------------------------------------------------------------------- the run
@@ -264,7 +289,10 @@ def _train(cfg: Config, d: distributed.Dist) -> Path:
     if H % 2 ** cfg.model.depth or W % 2 ** cfg.model.depth:
         raise ConfigError(f"frames are {H}x{W}: model.depth={cfg.model.depth} needs both divisible by "
                           f"{2 ** cfg.model.depth}")
-    store_info = {**store.preprocess, "size": [H, W], "fps": store.fps}
+    resolve_actions(cfg, store)
+    store_info = {**store.preprocess, "size": [H, W], "fps": store.fps, "actions": {
+        "values": store.action_values if cfg.model.actions else [],
+        "names": store.action_names if cfg.model.actions else []}}
     ds_args = dict(context=K, stride=cfg.data.stride, val_fraction=cfg.data.val_fraction)
     train_ds = ClipDataset(store, horizon=cfg.data.horizon, split="train", **ds_args)  # flips: Batches
     val_ds = ClipDataset(store, horizon=1, split="val", **ds_args)
@@ -273,7 +301,11 @@ def _train(cfg: Config, d: distributed.Dist) -> Path:
     D = build_discriminator(cfg.model, K).to(device)
     if t.channels_last:
         G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
-    gan = engine.build_gan(cfg, G, D, device, dtype)
+    Q = None
+    if cfg.model.z_classes and cfg.model.inverse and cfg.loss.variety_k > 1:
+        from framegan.nets.inverse import InverseModel
+        Q = InverseModel(K, cfg.model.z_classes).to(device)
+    gan = engine.build_gan(cfg, G, D, device, dtype, Q)
     if t.compile:
         gan.G, gan.D = torch.compile(G), torch.compile(D)
 
@@ -290,7 +322,8 @@ def _train(cfg: Config, d: distributed.Dist) -> Path:
     if not distributed.same_everywhere(d, step):
         raise CheckpointError(f"{run}: the processes found different checkpoints to resume from; "
                               f"run.dir must be on a filesystem every node shares")
-    distributed.broadcast_state(d, [engine.unwrap(gan.G), engine.unwrap(gan.D), gan.G_ema], [gan.opt_g, gan.opt_d])
+    distributed.broadcast_state(d, [m for m in (engine.unwrap(gan.G), engine.unwrap(gan.D), gan.G_ema, gan.Q) if m],
+                                [o for o in (gan.opt_g, gan.opt_d, gan.opt_q) if o])
     batches = Batches(train_ds, t.batch_size // d.world, d, t.seed, step * t.n_d, cfg.data.num_workers,
                       augment=cfg.data.augment)
     reduce = (lambda m: distributed.all_reduce_grads(m, d.world)) if d.enabled else None
@@ -324,11 +357,12 @@ def _train(cfg: Config, d: distributed.Dist) -> Path:
             gan.G.train()
             d_out = {}
             for _ in range(t.n_d):
-                clip, _actions = batches.next()
+                clip, actions = batches.next()
                 clip = clip.to(device, non_blocking=True)
+                actions = actions.to(device) if cfg.model.actions else None
                 if cfg.loss.adv_weight > 0:  # adv_weight 0 is the pure regression baseline: no D
-                    d_out = engine.d_step(gan, cfg, clip, step, reduce)
-            g_out = engine.g_step(gan, cfg, clip, step, reduce)
+                    d_out = engine.d_step(gan, cfg, clip, step, reduce, actions)
+            g_out = engine.g_step(gan, cfg, clip, step, reduce, actions)
             engine.update_ema(gan, cfg, step)
             step += 1
             bar.update(1)

@@ -11,10 +11,14 @@ import os
 import sys
 from collections.abc import Callable
 
-# Measured with benchmarks/threads_speed.py on the 2-core machine this was built on (README,
-# Speed): 2 threads beat 1 when the cores are free; under contention 2 threads lose badly
-# (rollout batch 1 collapsed to 2 frames/s with another job running), which is why it is an option.
-DEFAULT_THREADS = 2
+# One intra-op thread unless told otherwise: benchmarks/threads_speed.py on the 2-core machine this
+# was built on, 1 vs 2 threads interleaved, best of 8 (it was never idle: other jobs kept 2-10
+# processes runnable): batch-1 rollout 234 vs 20 frames/s, a default train step 0.69 vs 2.1 s (load
+# 3.6); 152 vs 19 frames/s, 0.99 vs 2.2 s (load 4-7); 130 vs 16 frames/s, 1.1 vs 4.0 s (load 10).
+# Two threads need both cores free: with anything else running they wait on each other at every
+# op (rollout fell to 1-2 frames/s), while on an idle machine a second thread can at best halve
+# the time. Raise it with --threads on an idle many-core machine.
+DEFAULT_THREADS = 1
 
 
 class UsageError(ValueError):

@@ -25,8 +25,12 @@ setup(
         "pyyaml>=6",
     ],
     extras_require={
-        "dev": ["pytest>=7", "ruff>=0.4", "psutil>=5.9", "ale-py>=0.9"],  # ale-py: tests/test_atari.py
+        "dev": ["pytest>=7", "ruff>=0.4", "psutil>=5.9", "ale-py>=0.9",  # ale-py: tests/test_atari.py
+                "onnxruntime>=1.32", "onnx>=1.23", "onnxscript>=0.7"],  # tests/test_inference.py
         "atari": ["ale-py>=0.9"],
+        # --backend onnx / auto (ONNX Runtime, ~2.5-4x torch fp32 at batch 1) and python -m framegan.export;
+        # onnxscript only for torch's dynamo exporter (the fallback exporter)
+        "onnx": ["onnxruntime>=1.32", "onnx>=1.23", "onnxscript>=0.7"],
     },
     entry_points={
         "console_scripts": [

@@ -35,15 +35,8 @@ from tqdm import tqdm
 
 from framegan import metrics
 from framegan.atomic import atomic_path
-from framegan.rollout import (
-    Parser,
-    UsageError,
-    positive,
-    prepare,
-    resolve_device,
-    rollout_batch,
-    use_bf16,
-)
+from framegan.inference import BACKENDS, BackendError, autoregress, predictor, prepare
+from framegan.rollout import Parser, UsageError, positive, resolve_device
 
 COPY_LAST = "copy-last"
 # reported name -> (per-frame value from ``metrics.frame_scores``, higher is better, dB after pooling)
@@ -73,10 +66,11 @@ def _frame_stats(pred: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor) ->
 
 def evaluate_models(models: dict, dataset, horizon: int, samples: int = 1, seed: int = 0,
                     max_windows: int | None = None, batch_size: int = 8, precision: str = "auto",
-                    progress: bool = True) -> dict:
+                    progress: bool = True, backend: str = "torch") -> dict:
     """Roll out every model on the same windows of ``dataset`` and score each horizon step.
 
-    ``models``: name -> generator, or None for copy-last-frame. A deterministic G (z_dim 0) and
+    ``models``: name -> generator (a module, run by ``backend`` in ``precision``, or a
+    ``framegan.inference.Predictor``), or None for copy-last-frame. A deterministic G (z_dim 0) and
     copy-last are run with one sample. ``dataset[i]`` is a clip ``(K' + T', C, H, W)`` with
     ``K' = dataset.context`` >= every model's K and ``T' >= horizon``. Returns a JSON-ready dict
     (see ``summarise``); the same seed gives the same numbers.
@@ -86,8 +80,9 @@ def evaluate_models(models: dict, dataset, horizon: int, samples: int = 1, seed:
     if too_long:
         raise ValueError(f"models {too_long} need more than the dataset's {K} context frames")
     windows = pick_windows(len(dataset), max_windows)
+    models = {n: None if G is None else predictor(G, backend, precision) for n, G in models.items()}
     n_samples = {n: samples if G is not None and G.z_dim > 0 else 1 for n, G in models.items()}
-    gens = {n: torch.Generator(next(G.parameters()).device).manual_seed(seed)
+    gens = {n: torch.Generator(G.device).manual_seed(seed)
             for n, G in models.items() if G is not None}
     stats = {n: [] for n in models}
     moving, diversity = [], {n: [] for n in models}
@@ -102,7 +97,7 @@ def evaluate_models(models: dict, dataset, horizon: int, samples: int = 1, seed:
             if G is None:
                 pred = repeat(last, "b c h w -> b 1 t c h w", t=horizon)
             else:
-                pred = rollout_batch(G, ctx, horizon, n_samples[name], gens[name], precision).cpu()
+                pred = autoregress(G, ctx, horizon, n_samples[name], gens[name]).cpu()
             stats[name].append(_frame_stats(pred, truth, mask))
             diversity[name].append(metrics.diversity(rearrange(pred, "b s t c h w -> s b t c h w")).numpy())
     n_moving = np.concatenate(moving).astype(np.float64)  # (N, T) moving pixels per truth frame
@@ -276,6 +271,8 @@ def parse_args(argv=None):
     ap.add_argument("--out", default=None, help="output directory (default: eval/ next to the checkpoint)")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     ap.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
+    ap.add_argument("--backend", choices=BACKENDS, default="auto",
+                    help="inference backend (auto: the fastest measured here; see framegan.inference)")
     args = ap.parse_args(argv)
     args.out = Path(args.out) if args.out else Path(args.checkpoint).parent / "eval"
     return args
@@ -301,21 +298,27 @@ def run(args) -> dict:
         i = 2
         while name in models or name == COPY_LAST:  # two runs of one config: default, default#2
             name, i = f"{base}#{i}", i + 1
-        models[name] = prepare(G, device)
+        try:
+            models[name] = predictor(prepare(G, device), args.backend, args.precision, checkpoint=path)
+        except BackendError as e:
+            raise UsageError(str(e)) from None
         val_fraction = cfg.data.val_fraction if val_fraction is None else val_fraction
     models[COPY_LAST] = None
     K = max(G.context for G in models.values() if G is not None)
+    predict = models[next(iter(models))]
     dataset = ClipDataset(store, context=K, horizon=args.horizon, stride=args.stride, split=args.split,
                           val_fraction=val_fraction)
     print("note: FVD and LPIPS skipped (they need pretrained network weights, which framegan never "
           "downloads at run time)")
     results = evaluate_models(models, dataset, args.horizon, args.samples, args.seed, args.max_windows,
                               args.batch, args.precision)
+    for note in dict.fromkeys(n for G in models.values() if G is not None for n in G.notes):
+        print(f"note: {note}")
+    backend, precision = predict.describe(args.batch * (args.samples if predict.z_dim > 0 else 1)).split()
     results.update(data=str(args.data), split=args.split, checkpoint=str(args.checkpoint),
-                   baselines=[str(b) for b in args.baseline],
-                   precision="bf16" if use_bf16(device, args.precision) else "fp32")
+                   baselines=[str(b) for b in args.baseline], precision=precision, backend=backend)
     print(f"{results['windows']} {args.split} windows of {args.data} (K={K}, T={args.horizon}), "
-          f"seed {args.seed}, {results['precision']}; moving area: change > "
+          f"seed {args.seed}, {results['backend']} {results['precision']}; moving area: change > "
           f"{round(metrics.MOVING_THRESHOLD * 255)}/255 from the last context frame")
     print(format_table(results))
     args.out.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from einops import rearrange, repeat
+from einops import repeat
 
 from framegan.atomic import atomic_path
 from framegan.frames import to_model, to_pixels

@@ -162,9 +162,11 @@ def resume_path(cfg: Config, run: Path) -> Path | None:
 def validate(gan: engine.GAN, cfg: Config, val_ds, step: int, writer, log: JsonlLog) -> dict:
     """Val PSNR/SSIM of G_ema vs copy-last on the same windows; an image grid; a rollout GIF."""
     from framegan import metrics
+    from framegan.inference import predictor
     from framegan.rollout import rollout
 
     K, G = cfg.data.context, gan.G_ema
+    predict = predictor(G, "torch", cfg.train.precision)  # torch: G_ema changes between calls
     gen = torch.Generator(gan.device).manual_seed(cfg.train.seed)
     sums, n = {"psnr": 0.0, "ssim": 0.0, "psnr_copy_last": 0.0, "ssim_copy_last": 0.0}, 0
     first = None
@@ -173,8 +175,7 @@ def validate(gan: engine.GAN, cfg: Config, val_ds, step: int, writer, log: Jsonl
         # Fixed windows, no DataLoader: validation must not touch the training RNG streams.
         clip = val_ds[list(range(start, min(start + B, len(val_ds))))].to(gan.device)
         ctx, truth = engine.split_clip(clip, K)
-        with engine.autocast(gan):
-            pred = G(ctx, G.sample_z(ctx.shape[0], device=gan.device, generator=gen)).float()
+        pred = predict(ctx, G.sample_z(ctx.shape[0], device=gan.device, generator=gen))
         for name, p in (("", pred), ("_copy_last", ctx[:, -1])):
             sums["psnr" + name] += metrics.psnr(p, truth).clamp(max=100).sum().item()
             sums["ssim" + name] += metrics.ssim(p, truth).sum().item()
@@ -189,12 +190,12 @@ def validate(gan: engine.GAN, cfg: Config, val_ds, step: int, writer, log: Jsonl
     # Image grid: per row, context | truth | 3 samples.
     rows = []
     ctx, truth = engine.split_clip(first[:4], K)
-    samples = [G(ctx, G.sample_z(ctx.shape[0], device=gan.device, generator=gen)) for _ in range(3)]
+    samples = [predict(ctx, G.sample_z(ctx.shape[0], device=gan.device, generator=gen)) for _ in range(3)]
     for b in range(ctx.shape[0]):
         rows.append(to_pixels(torch.cat([ctx[b], truth[b:b + 1]] + [s[b:b + 1] for s in samples])))
     writer.add_image("samples/context|truth|3 samples", tile(rows), step, dataformats="HWC")
     # Rollout video: one context, 4 sampled futures side by side, fed back autoregressively.
-    fut = rollout(G, ctx[0], cfg.train.video_frames, samples=4, seed=cfg.train.seed)  # (S, T, C, H, W)
+    fut = rollout(predict, ctx[0], cfg.train.video_frames, samples=4, seed=cfg.train.seed)  # (S, T, C, H, W)
     ctx_rep = ctx[0].unsqueeze(0).expand(fut.shape[0], -1, -1, -1, -1).to(fut.device)
     video = to_pixels(torch.cat([ctx_rep, fut], dim=1))                               # (S, K+T, H, W, 3)
     add_gif(writer, "rollout/4 samples", np.concatenate(list(video), axis=2), step, fps=4)

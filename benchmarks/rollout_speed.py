@@ -132,9 +132,8 @@ def main() -> None:
 
     auto = predictor(G0, "auto", "auto")
     for b in args.batch:
-        n = max(args.threads)
-        print(f"batch {b}: --backend auto picks {auto.describe(b)}; fastest measured here: "
-              f"{max(modes, key=lambda m: best[m, b, n])} ({n} threads)")
+        m, n = max(((m, n) for m in modes for n in args.threads), key=lambda mn: best[mn[0], b, mn[1]])
+        print(f"batch {b}: --backend auto picks {auto.describe(b)}; fastest measured here: {m} ({n} threads)")
     if 1 in args.batch:
         (m, _, n), r1 = max(((k, v) for k, v in best.items() if k[1] == 1), key=lambda kv: kv[1])
         print(f"batch-1 rollout: best {r1:.0f} frames/s ({m}, {n} threads) vs target {TARGET_FPS}: "

@@ -54,7 +54,7 @@ from framegan import precision as precisions
 from framegan.atomic import atomic_path
 
 BACKENDS = ("auto", "torch", "onnx", "compile")
-ONNX_MAX_BATCH = 8       # auto: ONNX Runtime up to this batch, torch above (see the module docstring)
+ONNX_MAX_BATCH_BF16 = 2  # auto on native-bf16 CPUs: ONNX Runtime up to this batch, torch bf16 above
 ONNX_OPSET = 17          # opset of the TorchScript exporter; onnxruntime-web runs it too
 ONNX_FORMAT = 1          # bump when the exported graph's interface changes: invalidates every cache
 # torch.compile options of the compile backend: inductor, weights frozen into the graph as constants
@@ -360,7 +360,9 @@ class Predictor:
             return self.backend
         if self.device.type != "cpu" or self.precision == "bf16":
             return "torch"
-        return "onnx" if batch <= ONNX_MAX_BATCH else "torch"
+        if use_bf16(self.device, self.precision):  # auto precision on a CPU with native bf16
+            return "onnx" if batch <= ONNX_MAX_BATCH_BF16 else "torch"
+        return "onnx"
 
     def precision_for(self, batch: int) -> str:
         """fp32 | bf16 | fp16: the dtype a call of ``batch`` frames computes in."""

@@ -168,8 +168,9 @@ def test_auto_never_picks_emulated_bf16(monkeypatch, native):
         for batch in (1, 3, 32):
             want = "bf16" if native and p.backend_for(batch) != "onnx" else "fp32"
             assert p.precision_for(batch) == want, (backend, batch)
-    auto = predictor(G, "auto", "auto")
-    assert auto.backend_for(1) == "onnx" and auto.backend_for(inference.ONNX_MAX_BATCH + 1) == "torch"
+    auto, big = predictor(G, "auto", "auto"), inference.ONNX_MAX_BATCH_BF16 + 1
+    assert auto.backend_for(1) == "onnx" and auto.backend_for(big) == ("torch" if native else "onnx")
+    assert predictor(G, "auto", "fp32").backend_for(big) == "onnx"
     assert predictor(G, "auto", "bf16").backend_for(1) == "torch"  # onnx runs fp32 only
 
 

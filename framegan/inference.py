@@ -7,30 +7,38 @@ to the next frame ``(B, C, H, W)`` float32 in [-1, 1], like ``G`` itself, on G's
 
 Backends (``--backend`` of rollout and evaluate):
   torch    eager PyTorch, channels_last weights; ``precision`` fp32, or bf16 autocast
-  compile  ``torch.compile`` (inductor) of the same; the first call of each batch size compiles
-           (tens of seconds), so it only pays for long runs
+  compile  ``torch.compile`` (inductor, weights frozen) of the same; the first call of each batch
+           size compiles (minutes on a small CPU), so it only pays for long runs
   onnx     ONNX Runtime (CPUExecutionProvider), fp32, on G exported with ``torch.onnx.export``
            (``export_onnx``); the export is cached next to the checkpoint (``<stem>.onnx``), keyed
            by a hash of the weights stored in the file's metadata, so only the first call pays it
   auto     the rule below
 
-``auto`` (the rule, from benchmarks/rollout_speed.py; every figure a ratio to torch eager fp32 in
-the same run, batch-1 rollout frames/s through this module's loop):
-  - CUDA: torch, bf16 autocast (fp16 where bf16 is missing); the onnxruntime wheel is CPU-only.
-  - CPU, onnxruntime installed, batch <= ``ONNX_MAX_BATCH``: onnx. On the Xeon with AVX512-BF16
-    + AMX this was written on, batch 1: ONNX Runtime fp32 2.5-3.1x torch eager fp32, torch bf16
-    autocast 1.2-1.6x, fp32 channels_last ~1.05x (measured on a loaded shared 2-core machine). Batch
-    1 is dominated by per-op overhead (G is 0.28 GFLOP per 64x64 frame), which ONNX Runtime's fused
-    graph cuts; bf16 helps the arithmetic, which is not the bottleneck there.
-  - CPU, larger batches (evaluate: 8 windows x 4 samples): torch with the auto precision, i.e.
-    bf16 autocast on native bf16 (AVX512-BF16 / AMX: the arithmetic dominates and bf16 halves it),
-    fp32 elsewhere. Emulated bf16 (AVX2, plain AVX-512) measured 4x slower than fp32 on an AVX2
-    EPYC, so ``auto`` never picks bf16 there (``framegan.precision.cpu_has_native_bf16``).
-  - compile is never picked by auto: its one-off compile (~20-60 s) is longer than a whole CLI run.
-  - onnxruntime missing: torch, with a one-line note (``Predictor.notes``).
+``auto`` (the rule). Figures: rollout frames/s through this module's loop, as ratios to torch
+eager fp32 in the same run of benchmarks/rollout_speed.py, 1 thread, on a 2-core Xeon with
+AVX512-BF16 + AMX that other jobs shared (2-thread figures there were swamped by that load):
+  - CUDA: torch with the auto precision (bf16, fp16 where bf16 is missing); the onnxruntime
+    wheel is CPU-only.
+  - CPU with native bf16, precision auto: onnx up to batch ``ONNX_MAX_BATCH_BF16``, torch bf16
+    autocast (channels_last) above. Batch 1: onnx 1.82x, torch bf16 1.64x, torch fp32
+    channels_last 1.30x (288 / 260 / 207 frames/s); batch 2: 1.99x vs 1.90x (a tie); batch 4:
+    torch bf16 2.32x vs onnx 1.58x; batch 8: 2.35x vs 1.46x. Small batches are bound by per-op
+    overhead (G is 0.28 GFLOP per 64x64 frame), which ONNX Runtime's optimised graph cuts; at
+    larger batches the arithmetic dominates, and AMX bf16 halves it.
+  - CPU without native bf16 (AVX2, AVX-512 without BF16), or precision fp32: onnx at every batch
+    size. fp32 vs fp32: onnx 1.82x / 1.58x / 1.46x / 1.29x vs torch channels_last 1.30x / 1.40x /
+    1.36x / 1.23x at batch 1 / 4 / 8 / 32 (measured on the AVX-512 Xeon, not yet on an AVX2 CPU).
+    bf16 is never picked there: oneDNN emulates it, 4x slower than fp32 on an AVX2 EPYC
+    (``framegan.precision``).
+  - precision bf16 asked for: torch (ONNX Runtime runs fp32 only; ``backend=onnx`` with bf16 is
+    an error).
+  - compile: never picked by auto. Its first call took 130-260 s per batch size on that machine
+    (inductor), longer than any CLI run; once compiled, bf16 at batch 32 was 3.65x vs 3.01x for
+    eager bf16, and at batch 1 2.90x vs 3.96x for onnx (one run).
+  - onnxruntime not installed, or the export fails: torch, with a one-line note
+    (``Predictor.notes``).
 ``auto`` decides per call from the batch size, so one predictor serves a batch-1 game loop and a
-batched evaluation. ONNX Runtime only runs fp32 here: ``precision=bf16`` with ``backend=onnx`` is an
-error, and ``precision=auto`` means fp32 on that backend.
+batched evaluation.
 """
 from __future__ import annotations
 
@@ -231,7 +239,9 @@ def export_onnx(G: torch.nn.Module, path: str | Path, size: tuple[int, int], exp
     errors = []
     for name in order:
         try:
-            blob = EXPORTERS[name](model, example, names)
+            # fp32 graph even when called inside a predictor's bf16 autocast (the trace would record the casts)
+            with torch.autocast("cpu", enabled=False), torch.no_grad():
+                blob = EXPORTERS[name](model, example, names)
             break
         except Exception as e:  # noqa: BLE001 - any exporter failure means: try the next one
             errors.append(f"{name}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}")
@@ -285,13 +295,13 @@ class OnnxRunner:
             except OSError:
                 continue
             self.exported = time.perf_counter() - t0
-            self.session = self._open(self.path, key, threads)
+            self.session = self._open(self.path, key, threads, strict=True)
             return
         raise OSError(f"nowhere to write the ONNX export (tried {self.path.parent})")
 
     @staticmethod
-    def _open(path: Path, key: str, threads: int | None):
-        """A session of ``path`` if it exists and holds ``key``, else None."""
+    def _open(path: Path, key: str, threads: int | None, strict: bool = False):
+        """A session of ``path`` if it exists and holds ``key``, else None (``strict``: raise)."""
         import onnxruntime as ort
 
         if not path.is_file():
@@ -303,8 +313,14 @@ class OnnxRunner:
         try:
             session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception:  # noqa: BLE001 - a corrupt cache file is re-exported
+            if strict:
+                raise
             return None
-        return session if session.get_modelmeta().custom_metadata_map.get("framegan.key") == key else None
+        if session.get_modelmeta().custom_metadata_map.get("framegan.key") == key:
+            return session
+        if strict:
+            raise RuntimeError(f"{path}: the exported file does not hold the expected weights key")
+        return None
 
     def __call__(self, x, z, action) -> torch.Tensor:
         values = {"x": x, "z": z, "action": action}

@@ -174,6 +174,35 @@ def test_auto_never_picks_emulated_bf16(monkeypatch, native):
     assert predictor(G, "auto", "bf16").backend_for(1) == "torch"  # onnx runs fp32 only
 
 
+def test_auto_exports_an_fp32_graph_from_inside_bf16_autocast(tmp_path, monkeypatch):
+    """auto on a native-bf16 CPU runs batch 1 on ONNX Runtime inside the loop's bf16 autocast
+    context: the export must not trace the autocast casts into the graph."""
+    from framegan import precision
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: True)
+    G = tiny_g(4, 0)
+    p = predictor(G, "auto", "auto", checkpoint=tmp_path / "g.pt")
+    ctx = torch.rand(1, K, 3, SIZE, SIZE) * 2 - 1
+    out = autoregress(p, ctx, 3, generator=torch.Generator().manual_seed(0))
+    ref = autoregress(predictor(G, "torch", "fp32"), ctx, 3, generator=torch.Generator().manual_seed(0))
+    assert p.describe(1) == "onnx fp32" and len(p.notes) == 1 and "exported" in p.notes[0], p.notes
+    assert (out - ref).abs().max() < 1e-3
+
+
+def test_native_bf16_is_read_from_the_cpu_flags(monkeypatch):
+    from framegan import precision
+
+    def cpuinfo(text):
+        monkeypatch.setattr(precision.Path, "read_text", lambda self: text)
+        return precision.cpu_has_native_bf16()
+
+    assert not cpuinfo("flags\t\t: fpu avx2 avx512f avx512bw\nbugs\t\t: spectre_v1\n")  # AVX-512, no BF16
+    assert not cpuinfo("flags\t\t: fpu avx2\nmodel name\t: avx512_bf16 lookalike\n")
+    assert cpuinfo("flags\t\t: fpu avx2 avx512f avx512_bf16\n")
+    assert cpuinfo("flags\t\t: fpu avx2 amx_bf16 amx_tile\n")
+
+
 def test_loop_feeds_back_and_takes_one_action_per_step():
     G = tiny_g(0, 3)
     ctx = torch.rand(2, K, 3, SIZE, SIZE) * 2 - 1

@@ -5,8 +5,8 @@ Frames are ``(B, T, C, H, W)`` float in [-1, 1] in the model (uint8 ``(T, H, W, 
 
     python -m framegan.export --checkpoint run/checkpoints/last.pt --out g.onnx
 
-The graph (G_ema, fp32, ONNX opset 17 from the TorchScript exporter, or the dynamo exporter's
-opset when that one is used; any batch size, the frame size fixed):
+The graph (G_ema, fp32; ONNX opset 17 from the TorchScript exporter, 20 from the dynamo one; any
+batch size, the frame size fixed):
   inputs
     x       float32 [batch, K, C, H, W]  the last K frames, oldest first, RGB, in [-1, 1]
                                          (uint8 pixel p -> p / 127.5 - 1); C = 3

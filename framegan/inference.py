@@ -32,9 +32,10 @@ AVX512-BF16 + AMX that other jobs shared (2-thread figures there were swamped by
     (``framegan.precision``).
   - precision bf16 asked for: torch (ONNX Runtime runs fp32 only; ``backend=onnx`` with bf16 is
     an error).
-  - compile: never picked by auto. Its first call took 130-260 s per batch size on that machine
-    (inductor), longer than any CLI run; once compiled, bf16 at batch 32 was 3.65x vs 3.01x for
-    eager bf16, and at batch 1 2.90x vs 3.96x for onnx (one run).
+  - compile: never picked by auto. Its first call took 10-60 s per batch size on that machine
+    (130-260 s under heavier load), longer than a CLI run, and compiled it did not win
+    consistently: batch 1 compile bf16 2.76x vs onnx 3.21x; batch 32 3.25x vs eager bf16 3.44x
+    (another run: 3.65x vs 3.01x).
   - onnxruntime not installed, or the export fails: torch, with a one-line note
     (``Predictor.notes``).
 ``auto`` decides per call from the batch size, so one predictor serves a batch-1 game loop and a
@@ -413,12 +414,12 @@ class Predictor:
     def __call__(self, x: torch.Tensor, z: torch.Tensor | None = None,
                  action: torch.Tensor | None = None) -> torch.Tensor:
         backend = self.backend_for(x.shape[0])
+        if backend == "onnx":
+            runner = self._runner(tuple(x.shape[-2:]))
+            if runner is not None:
+                return runner(x, z, action).to(self.device)
         with self.active():
-            if backend == "onnx":
-                runner = self._runner(tuple(x.shape[-2:]))
-                if runner is not None:
-                    return runner(x, z, action).to(self.device)
-            elif backend == "compile":
+            if backend == "compile":
                 y = self._compile(x, z, action)
                 if y is not None:
                     return y.float()

@@ -46,9 +46,9 @@ def rollout_batch(G, context: torch.Tensor, horizon: int, samples: int = 1,
     """Contexts ``(B, K', C, H, W)`` (K' >= G.context; the last K are used) -> futures
     ``(B, S, T, C, H, W)`` float32 in [-1, 1] on G's device. Noise comes from ``generator``;
     ``actions`` ``(B, T)``: the action index of predicted step t is ``actions[:, t]`` (required
-    when ``G.num_actions > 0``). ``G``: a module (run by torch eager in ``precision``) or a
-    ``framegan.inference.Predictor`` (any backend; build it once: an ONNX export or a compile
-    costs seconds)."""
+    when ``G.num_actions > 0``). ``G``: a module (run by torch eager in ``precision``), or a
+    ``framegan.inference.Predictor`` (any backend, its own precision; build it once: an ONNX
+    export or a compile costs seconds)."""
     return autoregress(predictor(G, "torch", precision), context, horizon, samples, generator, actions)
 
 

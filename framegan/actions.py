@@ -144,3 +144,15 @@ def parse_actions(spec: str | Path, values: Sequence[int], names: Sequence[str])
                               f"({describe(values, names)})")
         out.append(i)
     return np.array(out, np.int64)
+
+
+def index_map(store_values: Sequence[int], model_values: Sequence[int], where: str = "the data") -> np.ndarray:
+    """Lookup table: index into ``store_values`` -> index into ``model_values`` (both sorted raw
+    ids), for a model evaluated or rolled out on another store than its own. A raw id the model
+    never saw is a one-line ``ActionError`` (the model has no input for it)."""
+    position = {int(v): i for i, v in enumerate(model_values)}
+    missing = [int(v) for v in store_values if int(v) not in position]
+    if missing:
+        raise ActionError(f"{where} holds action {missing[0]}, which the model was not trained with "
+                          f"(its actions: {', '.join(str(v) for v in model_values)})")
+    return np.array([position[int(v)] for v in store_values], np.int64)

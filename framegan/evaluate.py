@@ -42,9 +42,10 @@ from einops import rearrange, reduce, repeat
 from tqdm import tqdm
 
 from framegan import metrics
+from framegan.actions import ActionError, index_map
 from framegan.atomic import atomic_path
 from framegan.cli import Parser, UsageError, add_threads, positive, resolve_device, run_main, set_threads
-from framegan.rollout import prepare, rollout_batch, use_bf16
+from framegan.inference import BACKENDS, BackendError, autoregress, predictor, prepare
 
 COPY_LAST = "copy-last"
 # reported name -> (per-frame value from ``metrics.frame_scores``, higher is better, dB after pooling)
@@ -80,28 +81,42 @@ def _frame_stats(pred: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor) ->
 
 def evaluate_models(models: dict, dataset, horizon: int, samples: int = 1, seed: int = 0,
                     max_windows: int | None = None, batch_size: int = 8, precision: str = "auto",
-                    progress: bool = True) -> dict:
+                    progress: bool = True, backend: str = "torch",
+                    action_maps: dict[str, np.ndarray] | None = None) -> dict:
     """Roll out every model on the same windows of ``dataset`` and score each horizon step.
 
-    ``models``: name -> generator, or None for copy-last-frame. A deterministic G (z_dim 0) and
+    ``models``: name -> generator (a module, run by ``backend`` in ``precision``, or a
+    ``framegan.inference.Predictor``), or None for copy-last-frame. A deterministic G (z_dim 0) and
     copy-last are run with one sample. ``dataset[i][0]`` is a clip ``(K' + T', C, H, W)`` with
     ``K' = dataset.context`` >= every model's K and ``T' >= horizon``. Returns a JSON-ready dict
     (see ``summarise``); the same seed gives the same numbers.
+
+    Models with action input play the recorded actions of each window (``dataset[i][1]``, mapped
+    to the model's own indices by ``action_maps[name]``, default: the same indices) and are rolled
+    out a second time with the actions of another window (the batch rolled by one: Genie's
+    controllability, delta-PSNR = PSNR with the true actions - PSNR with the shuffled ones).
     """
     K = dataset.context
     too_long = [n for n, G in models.items() if G is not None and G.context > K]
     if too_long:
         raise ValueError(f"models {too_long} need more than the dataset's {K} context frames")
     windows = pick_windows(len(dataset), max_windows)
+    models = {n: None if G is None else predictor(G, backend, precision) for n, G in models.items()}
     n_samples = {n: samples if G is not None and G.z_dim > 0 else 1 for n, G in models.items()}
-    gens = {n: torch.Generator(next(G.parameters()).device).manual_seed(seed)
+    gens = {n: torch.Generator(G.device).manual_seed(seed)
             for n, G in models.items() if G is not None}
+    keyed = [n for n, G in models.items() if G is not None and G.num_actions]
+    maps = {n: torch.as_tensor((action_maps or {}).get(n, np.arange(G.num_actions))) for n, G in models.items()
+            if n in keyed}
+    shuffled_err = {n: [] for n in keyed}  # (B, T) mse of the mean of S with shuffled actions, + moving
     stats = {n: [] for n in models}
     moving, diversity = [], {n: [] for n in models}
     truth_hf = {"hf_energy": [], "hf_energy_moving": []}
     batches = [windows[i:i + batch_size] for i in range(0, len(windows), batch_size)]
     for batch in tqdm(batches, desc="evaluate", unit="batch", disable=not progress):
-        clip = torch.stack([dataset[i][0] for i in batch])  # (frames, actions): frames
+        items = [dataset[i] for i in batch]
+        clip = torch.stack([frames for frames, _ in items])
+        acts = torch.stack([a for _, a in items])[:, K - 1:K - 1 + horizon]  # (B, T) keys of each step
         ctx, truth = clip[:, :K], clip[:, K:K + horizon]
         last = ctx[:, -1]
         mask = metrics.moving_mask(repeat(last, "b c h w -> b t c h w", t=horizon), truth)
@@ -109,10 +124,16 @@ def evaluate_models(models: dict, dataset, horizon: int, samples: int = 1, seed:
         truth_hf["hf_energy"].append(metrics.hf_energy(truth).double().numpy())
         truth_hf["hf_energy_moving"].append(metrics.hf_energy(truth, mask).double().numpy())
         for name, G in models.items():
+            a = maps[name][acts] if name in keyed else None
             if G is None:
                 pred = repeat(last, "b c h w -> b 1 t c h w", t=horizon)
             else:
-                pred = rollout_batch(G, ctx, horizon, n_samples[name], gens[name], precision).cpu()
+                noise = gens[name].get_state()
+                pred = autoregress(G, ctx, horizon, n_samples[name], gens[name], a).cpu()
+            if name in keyed:  # the same noise draws under another window's keys
+                again = torch.Generator(G.device).set_state(noise)
+                other = autoregress(G, ctx, horizon, n_samples[name], again, _other_actions(a, G.num_actions))
+                shuffled_err[name].append(_shuffled_errors(other.cpu(), truth, mask))
             stats[name].append(_frame_stats(pred, truth, mask))
             diversity[name].append(metrics.diversity(rearrange(pred, "b s t c h w -> s b t c h w")).numpy())
     n_moving = np.concatenate(moving).astype(np.float64)  # (N, T) moving pixels per truth frame
@@ -130,7 +151,38 @@ def evaluate_models(models: dict, dataset, horizon: int, samples: int = 1, seed:
         hf = {k: (per_frame.pop(k), truth_energy[k]) for k in truth_energy}
         results["models"][name] = summarise(per_frame, n_moving, np.concatenate(diversity[name]), hf)
         results["models"][name]["samples"] = n_samples[name]
+        if shuffled_err.get(name):
+            results["models"][name].update(_controllability(results["models"][name], shuffled_err[name], n_moving))
     return results
+
+
+def _other_actions(a: torch.Tensor, n: int) -> torch.Tensor:
+    """Each window's keys replaced by another window's (the batch rolled by one); a batch of one
+    window gets every key shifted to the next action index instead."""
+    return a.roll(1, dims=0) if len(a) > 1 else (a + 1) % n
+
+
+def _shuffled_errors(pred: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor) -> dict[str, np.ndarray]:
+    """Per-frame mse ``(B, S, T)`` of a rollout under the wrong actions, whole frame and moving area."""
+    s = pred.shape[1]
+    return {key: metrics.mse(pred, repeat(truth, "b t c h w -> b s t c h w", s=s),
+                             None if key == "mse" else repeat(mask, "b t h w -> b s t h w", s=s)).numpy()
+            for key in ("mse", "mse_moving")}
+
+
+def _controllability(model: dict, shuffled: list[dict[str, np.ndarray]], n_moving: np.ndarray) -> dict:
+    """psnr_shuffled(_moving): PSNR (mean of S) under another window's actions, pooled like "psnr";
+    delta_psnr(_moving) = psnr - psnr_shuffled per step (> 0: the keys steer the prediction)."""
+    out = {}
+    for suffix in ("", "_moving"):
+        err = np.concatenate([b["mse" + suffix] for b in shuffled]).mean(axis=1)  # (N, T): mean of S
+        weights = n_moving if suffix else np.ones_like(n_moving)
+        steps, overall = _db(_pool(err, weights, axis=0)), _db(_pool(err, weights, axis=(0, 1)))
+        ref = model["psnr" + suffix]["mean"]
+        out["psnr_shuffled" + suffix] = {"steps": steps.tolist(), "all": float(overall)}
+        out["delta_psnr" + suffix] = {"steps": (np.array(ref["steps"]) - steps).tolist(),
+                                      "all": float(ref["all"] - overall)}
+    return out
 
 
 def _pool(values: np.ndarray, weights: np.ndarray, axis: int) -> np.ndarray:
@@ -231,6 +283,12 @@ def format_table(results: dict) -> str:
                 rows.append(row(f"  {name} ({best} of {s})", m[key]["best"]))
     rows += ["", "diversity (mean pairwise L1, [0,1] scale)", head]
     rows += [row(f"  {name}", m["diversity"]) for name, m in results["models"].items()]
+    keyed = {name: m for name, m in results["models"].items() if "delta_psnr" in m}
+    if keyed:
+        rows += ["", "controllability: delta-PSNR dB = PSNR with the recorded keys - with another window's "
+                 "(mean of S)", head]
+        for name, m in keyed.items():
+            rows += [row(f"  {name}", m["delta_psnr"]), row(f"  {name}, moving area", m["delta_psnr_moving"])]
     return "\n".join(rows)
 
 
@@ -340,6 +398,8 @@ def parse_args(argv=None):
     ap.add_argument("--out", default=None, help="output directory (default: eval/ next to the checkpoint)")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     ap.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
+    ap.add_argument("--backend", choices=BACKENDS, default="auto",
+                    help="inference backend (auto: the fastest measured here; see framegan.inference)")
     add_threads(ap)
     args = ap.parse_args(argv)
     args.out = Path(args.out) if args.out else Path(args.checkpoint).parent / "eval"
@@ -354,7 +414,7 @@ def run(args) -> dict:
     set_threads(args.threads)
     device = resolve_device(args.device)
     store = open_store(args.data)
-    models, val_fraction = {}, None
+    models, action_maps, val_fraction = {}, {}, None
     for path in [args.checkpoint, *args.baseline]:
         G, cfg, info = load_generator(path, device)
         size = tuple(info.get("size") or store.size)
@@ -367,21 +427,31 @@ def run(args) -> dict:
         i = 2
         while name in models or name == COPY_LAST:  # two runs of one config: default, default#2
             name, i = f"{base}#{i}", i + 1
-        models[name] = prepare(G, device)
+        if G.num_actions:
+            if not store.action_values:
+                raise UsageError(f"{path} plays recorded actions, but {args.data} has none")
+            action_maps[name] = index_map(store.action_values, info["actions"]["values"], str(args.data))
+        try:
+            models[name] = predictor(prepare(G, device), args.backend, args.precision, checkpoint=path)
+        except BackendError as e:
+            raise UsageError(str(e)) from None
         val_fraction = cfg.data.val_fraction if val_fraction is None else val_fraction
     models[COPY_LAST] = None
     K = max(G.context for G in models.values() if G is not None)
+    predict = models[next(iter(models))]
     dataset = ClipDataset(store, context=K, horizon=args.horizon, stride=args.stride, split=args.split,
                           val_fraction=val_fraction)
     print("note: FVD and LPIPS skipped (they need pretrained network weights, which framegan never "
           "downloads at run time)")
     results = evaluate_models(models, dataset, args.horizon, args.samples, args.seed, args.max_windows,
-                              args.batch, args.precision)
+                              args.batch, args.precision, action_maps=action_maps)
+    for note in dict.fromkeys(n for G in models.values() if G is not None for n in G.notes):
+        print(f"note: {note}")
+    backend, precision = predict.describe(args.batch * (args.samples if predict.z_dim > 0 else 1)).split()
     results.update(data=str(args.data), split=args.split, checkpoint=str(args.checkpoint),
-                   baselines=[str(b) for b in args.baseline],
-                   precision="bf16" if use_bf16(device, args.precision) else "fp32")
+                   baselines=[str(b) for b in args.baseline], precision=precision, backend=backend)
     print(f"{results['windows']} {args.split} windows of {args.data} (K={K}, T={args.horizon}), "
-          f"seed {args.seed}, {results['precision']}; moving area: change > "
+          f"seed {args.seed}, {results['backend']} {results['precision']}; moving area: change > "
           f"{round(metrics.MOVING_THRESHOLD * 255)}/255 from the last context frame")
     print(format_table(results))
     args.out.mkdir(parents=True, exist_ok=True)
@@ -395,7 +465,7 @@ def main(argv=None) -> int:
     from framegan.checkpoint import CheckpointError
     from framegan.store import StoreError
 
-    return run_main(lambda: run(parse_args(argv)), (CheckpointError, StoreError))
+    return run_main(lambda: run(parse_args(argv)), (CheckpointError, StoreError, ActionError))
 
 
 if __name__ == "__main__":

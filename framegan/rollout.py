@@ -11,7 +11,6 @@ whole future (z picks a future; redrawing z every step would let a sample change
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import time
 from collections import deque
@@ -19,12 +18,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from einops import rearrange, repeat
+from einops import repeat
 
 from framegan.atomic import atomic_path
 from framegan.cli import Parser, UsageError, add_threads, positive, resolve_device, run_main, set_threads
 from framegan.frames import to_model, to_pixels
-from framegan.precision import autocast_dtype
+from framegan.inference import (  # noqa: F401 - prepare/inference/use_bf16 kept importable from here
+    BACKENDS,
+    BackendError,
+    autoregress,
+    inference,
+    predictor,
+    prepare,
+    use_bf16,
+)
 
 SUFFIXES = (".mp4", ".gif", ".png", ".npy")
 PREDICTION_COLOUR = (230, 40, 40)   # border of predicted panels: where the model takes over
@@ -34,68 +41,26 @@ BORDER = 2                          # px, after upscaling
 
 
 # ----------------------------------------------------------------------------- sampling
-def use_bf16(device: torch.device | str, precision: str = "auto") -> bool:
-    """bf16 autocast for inference? ``auto``: on CUDA and on CPUs with native bf16 (AVX512-BF16 /
-    AMX), where benchmarks/rollout_speed.py measured it faster; fp32 elsewhere."""
-    return autocast_dtype(precision, device) == torch.bfloat16
-
-
-def prepare(G: torch.nn.Module, device: torch.device | str) -> torch.nn.Module:
-    """G for fast inference: on ``device``, eval, channels_last weights (oneDNN's preferred layout
-    on CPU, tensor cores' on CUDA)."""
-    return G.to(device).eval().to(memory_format=torch.channels_last)
-
-
-@contextlib.contextmanager
-def inference(G: torch.nn.Module, precision: str = "auto"):
-    """Context for running G: ``no_grad`` + (if ``use_bf16``) bf16 autocast that casts each weight
-    once per context, not once per call.
-
-    Autocast caches its bf16 weight casts only for leaf tensors that require grad, and not at all
-    under ``inference_mode`` (measured: 46 vs 21 copies per forward, ~1.5x frames/s at batch 1 on
-    CPU). So this uses ``no_grad`` and marks the parameters requires_grad for the duration.
-    """
-    device = next(G.parameters()).device
-    bf16 = use_bf16(device, precision)
-    frozen = [p for p in G.parameters() if not p.requires_grad] if bf16 else []
-    for p in frozen:
-        p.requires_grad_(True)
-    try:
-        amp = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-        with torch.no_grad(), amp:
-            yield
-    finally:
-        for p in frozen:
-            p.requires_grad_(False)
-
-
 def rollout_batch(G, context: torch.Tensor, horizon: int, samples: int = 1,
-                  generator: torch.Generator | None = None, precision: str = "auto") -> torch.Tensor:
+                  generator: torch.Generator | None = None, precision: str = "auto",
+                  actions: torch.Tensor | None = None) -> torch.Tensor:
     """Contexts ``(B, K', C, H, W)`` (K' >= G.context; the last K are used) -> futures
-    ``(B, S, T, C, H, W)`` float32 in [-1, 1] on G's device. Noise comes from ``generator``."""
-    K = G.context
-    if context.shape[1] < K:
-        raise ValueError(f"context has {context.shape[1]} frames, the model needs {K}")
-    if horizon < 1 or samples < 1:
-        raise ValueError(f"horizon and samples must be >= 1, got {horizon} and {samples}")
-    device = next(G.parameters()).device
-    x = repeat(context[:, -K:].to(device, torch.float32), "b k c h w -> (b s) k c h w", s=samples)
-    z = G.sample_z(x.shape[0], device=device, generator=generator) if G.z_dim > 0 else None
-    future = []
-    with inference(G, precision):
-        for _ in range(horizon):
-            y = G(x, z).float().clamp(-1.0, 1.0)
-            future.append(y)
-            x = torch.cat([x[:, 1:], rearrange(y, "n c h w -> n 1 c h w")], dim=1)
-    return rearrange(torch.stack(future, dim=1), "(b s) t c h w -> b s t c h w", s=samples)
+    ``(B, S, T, C, H, W)`` float32 in [-1, 1] on G's device. Noise comes from ``generator``;
+    ``actions`` ``(B, T)``: the action index of predicted step t is ``actions[:, t]`` (required
+    when ``G.num_actions > 0``). ``G``: a module (run by torch eager in ``precision``), or a
+    ``framegan.inference.Predictor`` (any backend, its own precision; build it once: an ONNX
+    export or a compile costs seconds)."""
+    return autoregress(predictor(G, "torch", precision), context, horizon, samples, generator, actions)
 
 
 def rollout(G, context: torch.Tensor, horizon: int, samples: int = 1, seed: int = 0,
-            precision: str = "auto") -> torch.Tensor:
-    """One context ``(K, C, H, W)`` -> ``samples`` futures ``(S, T, C, H, W)``, reproducible by seed."""
-    device = next(G.parameters()).device
+            precision: str = "auto", actions: torch.Tensor | None = None) -> torch.Tensor:
+    """One context ``(K, C, H, W)`` -> ``samples`` futures ``(S, T, C, H, W)``, reproducible by seed.
+    ``actions`` ``(T,)``: one action index per predicted step (models with actions)."""
+    device = predictor(G).device
     generator = torch.Generator(device).manual_seed(seed)
-    return rollout_batch(G, context[None], horizon, samples, generator, precision)[0]
+    return rollout_batch(G, context[None], horizon, samples, generator, precision,
+                         None if actions is None else torch.as_tensor(actions)[None])[0]
 
 
 # ----------------------------------------------------------------------------- context sources
@@ -150,6 +115,52 @@ def context_from_video(path: Path, store_info: dict, K: int, horizon: int, start
         raise UsageError(f"{path}: {before} frames {where}; the model needs a context of {K}")
     empty = np.zeros((0, *pre.size, 3), np.uint8)
     return np.stack(past), (np.stack(future) if future else empty), fps or probe(path).fps
+
+
+def recorded_actions(src: Path, segment: int, start: int | None, horizon: int, resampled: bool) -> np.ndarray | None:
+    """Raw action ids pressed after the last context frame and after each predicted frame but the
+    last (what leads to predicted steps 1..T), from a store or a video's ``.actions.npy`` sidecar;
+    None where nothing is recorded for them."""
+    from framegan.actions import ACTIONS, read_ids, sidecar
+    from framegan.store import open_store
+
+    if src.is_dir():
+        store = open_store(src)
+        if not store.action_values:
+            return None
+        ids = store.actions[segment]
+    else:
+        file = sidecar(src, ACTIONS)
+        if resampled or not file.is_file():  # a resampled video's frames are not the sidecar's
+            return None
+        ids = read_ids(file)
+    first = (len(ids) if start is None else start) - 1
+    return np.array(ids[first:first + horizon]) if 0 <= first < len(ids) else None
+
+
+def step_actions(args, G, store_info: dict, src: Path, resampled: bool) -> torch.Tensor | None:
+    """``(T,)`` action indices of the model for the rollout: ``--actions``, else the recorded ones;
+    a list shorter than the horizon holds its last key."""
+    from framegan.actions import index_map, parse_actions
+
+    if not G.num_actions:
+        if args.actions:
+            raise UsageError("--actions: this model takes no action input")
+        return None
+    known = store_info.get("actions", {})
+    values, names = known.get("values", []), known.get("names", [])
+    if args.actions:
+        keys = parse_actions(args.actions, values, names)
+    else:
+        raw = recorded_actions(src, args.segment, args.start, args.horizon, resampled)
+        if raw is None or not len(raw):
+            raise UsageError(f"{src}: no recorded actions for the predicted steps; this model plays keys: "
+                             f"pass --actions (e.g. --actions {','.join(names[:2] or ['0'])})")
+        recorded = np.unique(raw)  # sorted distinct raw ids -> the model's indices
+        keys = index_map(recorded, values, str(src))[np.searchsorted(recorded, raw)]
+    if len(keys) < args.horizon:
+        keys = np.concatenate([keys, np.full(args.horizon - len(keys), keys[-1])])
+    return torch.as_tensor(keys[:args.horizon])
 
 
 # ----------------------------------------------------------------------------- output
@@ -218,6 +229,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--horizon", type=positive, default=16, help="frames to predict (T)")
     ap.add_argument("--samples", type=positive, default=4, help="futures to sample (S)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--actions", default=None, metavar="FILE|a,b,c",
+                    help="keys of a model with action input, one per predicted step (ids or names, or a "
+                         ".npy of ids; a shorter list holds its last key; default: the recorded ones)")
     ap.add_argument("--out", default=None, help="output: .mp4 .gif .png .npy (default: rollout.mp4 "
                                                 "next to the checkpoint)")
     ap.add_argument("--fps", type=float, default=None, help="video frame rate (default: the store's)")
@@ -226,6 +240,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     ap.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                     help="inference dtype (auto: bf16 where the hardware has it)")
+    ap.add_argument("--backend", choices=BACKENDS, default="auto",
+                    help="inference backend (auto: the fastest measured here; see framegan.inference)")
     add_threads(ap)
     args = ap.parse_args(argv)
     args.out = Path(args.out) if args.out else Path(args.checkpoint).parent / "rollout.mp4"
@@ -241,6 +257,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> Path:
     from framegan.checkpoint import load_generator
+    from framegan.video import probe
+
+    def video_fps(path: Path) -> float:
+        return probe(path).fps
 
     set_threads(args.threads, opencv=True)  # OpenCV resizes a video context
     device = resolve_device(args.device)
@@ -252,15 +272,23 @@ def run(args: argparse.Namespace) -> Path:
         context, truth, fps = context_from_store(src, store_info, K, args.horizon, args.segment, args.start)
     else:
         context, truth, fps = context_from_video(src, store_info, K, args.horizon, args.start)
-    G = prepare(G, device)
+    resampled = not src.is_dir() and abs(fps - video_fps(src)) > 1e-3 * fps
+    keys = step_actions(args, G, store_info, src, resampled)
+    try:
+        predict = predictor(prepare(G, device), args.backend, args.precision, checkpoint=args.checkpoint)
+    except BackendError as e:
+        raise UsageError(str(e)) from None
     ctx = to_model(context)
-    rollout(G, ctx, 1, args.samples, args.seed, args.precision)  # warm-up: oneDNN / cuDNN pick kernels
+    warm = None if keys is None else keys[:1]
+    rollout(predict, ctx, 1, args.samples, args.seed, actions=warm)  # warm-up: ONNX export / kernels
+    for note in predict.notes:
+        print(f"note: {note}")
     t0 = time.perf_counter()
-    future = rollout(G, ctx, args.horizon, args.samples, args.seed, args.precision).cpu()
+    future = rollout(predict, ctx, args.horizon, args.samples, args.seed, actions=keys).cpu()
     seconds = time.perf_counter() - t0
     n = args.samples * args.horizon
     print(f"generated {args.samples} x {args.horizon} frames in {seconds:.2f} s: {n / seconds:.1f} frames/s "
-          f"({device.type}, {'bf16' if use_bf16(device, args.precision) else 'fp32'}, batch {args.samples})")
+          f"({device.type}, {predict.describe(args.samples)}, batch {args.samples})")
     h, w = context.shape[1:3]
     upscale = args.upscale or max(1, 128 // max(h, w))
     write_output(args.out, context, to_pixels(future), truth if len(truth) else None,
@@ -270,12 +298,14 @@ def run(args: argparse.Namespace) -> Path:
 
 
 def main(argv=None) -> int:
+    from framegan.actions import ActionError
     from framegan.checkpoint import CheckpointError
     from framegan.preprocess import PreprocessError
     from framegan.store import StoreError
     from framegan.video import VideoError
 
-    return run_main(lambda: run(parse_args(argv)), (CheckpointError, StoreError, VideoError, PreprocessError))
+    return run_main(lambda: run(parse_args(argv)),
+                    (CheckpointError, StoreError, VideoError, PreprocessError, ActionError))
 
 
 if __name__ == "__main__":

@@ -196,9 +196,11 @@ def validate(gan: engine.GAN, cfg: Config, val_ds, step: int, writer, log: Jsonl
     image grid; a rollout GIF."""
     from framegan import metrics
     from framegan.evaluate import pick_windows
+    from framegan.inference import predictor
     from framegan.rollout import rollout
 
     K, G = cfg.data.context, gan.G_ema
+    predict = predictor(G, "torch", cfg.train.precision)  # torch: G_ema changes between calls
     gen = torch.Generator(gan.device).manual_seed(cfg.train.seed)
     sums, n = {"psnr": 0.0, "ssim": 0.0, "psnr_copy_last": 0.0, "ssim_copy_last": 0.0}, 0
     hf = {"truth": 0.0, "": 0.0, "_copy_last": 0.0}  # energies: summed over windows, then divided
@@ -213,8 +215,7 @@ def validate(gan: engine.GAN, cfg: Config, val_ds, step: int, writer, log: Jsonl
         clip = clip.to(gan.device)
         ctx, truth = engine.split_clip(clip, K)
         a = engine.step_actions(actions.to(gan.device), K) if G.num_actions else None
-        with engine.autocast(gan):
-            pred = G(ctx, G.sample_z(ctx.shape[0], device=gan.device, generator=gen), a).float()
+        pred = predict(ctx, G.sample_z(ctx.shape[0], device=gan.device, generator=gen), a)
         for name, p in (("", pred), ("_copy_last", ctx[:, -1])):
             sums["psnr" + name] += metrics.psnr(p, truth).clamp(max=100).sum().item()
             sums["ssim" + name] += metrics.ssim(p, truth).sum().item()
@@ -235,12 +236,15 @@ def validate(gan: engine.GAN, cfg: Config, val_ds, step: int, writer, log: Jsonl
     rows = []
     ctx, truth = engine.split_clip(first[:4], K)
     a = first_a[:4] if first_a is not None else None
-    samples = [G(ctx, G.sample_z(ctx.shape[0], device=gan.device, generator=gen), a) for _ in range(3)]
+    samples = [predict(ctx, G.sample_z(ctx.shape[0], device=gan.device, generator=gen), a) for _ in range(3)]
     for b in range(ctx.shape[0]):
         rows.append(to_pixels(torch.cat([ctx[b], truth[b:b + 1]] + [s[b:b + 1] for s in samples])))
     writer.add_image("samples/context|truth|3 samples", tile(rows), step, dataformats="HWC")
     # Rollout video: one context, 4 sampled futures side by side, fed back autoregressively.
-    fut = rollout(G, ctx[0], cfg.train.video_frames, samples=4, seed=cfg.train.seed)  # (S, T, C, H, W)
+    # With action input, the window's key is held for the whole video (only its first step is recorded).
+    keys = None if a is None else a[0].repeat(cfg.train.video_frames)
+    fut = rollout(predict, ctx[0], cfg.train.video_frames, samples=4, seed=cfg.train.seed,
+                  actions=keys)  # (S, T, C, H, W)
     ctx_rep = ctx[0].unsqueeze(0).expand(fut.shape[0], -1, -1, -1, -1).to(fut.device)
     video = to_pixels(torch.cat([ctx_rep, fut], dim=1))                               # (S, K+T, H, W, 3)
     add_gif(writer, "rollout/4 samples", np.concatenate(list(video), axis=2), step, fps=4)

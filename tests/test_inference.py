@@ -1,0 +1,319 @@
+"""framegan.inference and framegan.export: ONNX parity, the export cache, backends agree, auto's
+choices, actions in the loop, the export CLI.
+
+Tiny generators (width 8, depth 2, K=2) on 16x16 frames; each variant is exported once per module
+(the TorchScript exporter takes a fraction of a second on them).
+"""
+import json
+
+import numpy as np
+import pytest
+import torch
+from test_rollout import SIZE, K, make_checkpoint, sliding_square, write_store
+
+from framegan import inference
+from framegan.config import load_config
+from framegan.frames import to_model
+from framegan.inference import autoregress, predictor, prepare
+
+ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+# name -> (z_dim, actions, z_inject): with and without z, with and without actions; concat and
+# add tile / project the condition with batch-dependent shapes, which a traced export must keep dynamic
+VARIANTS = {"z": (4, 0, "modulate"), "plain": (0, 0, "modulate"), "z+actions": (4, 3, "modulate"),
+            "actions": (0, 3, "modulate"), "concat": (4, 3, "concat"), "add": (4, 0, "add")}
+
+
+def tiny_g(z_dim: int, actions: int, inject: str = "modulate", seed: int = 0):
+    from framegan.nets import build_generator
+
+    cfg = load_config(None, ["model.width=8", "model.depth=2", f"model.z_dim={z_dim}", f"model.actions={actions}",
+                             f"model.z_inject={inject}", f"data.context={K}",
+                             f"loss.variety_k={4 if z_dim else 1}"])
+    torch.manual_seed(seed)
+    return build_generator(cfg.model, K).eval()
+
+
+def inputs(G, batch: int, seed: int = 1):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(batch, K, 3, SIZE, SIZE, generator=gen) * 2 - 1
+    z = G.sample_z(batch, generator=gen) if G.z_dim else None
+    a = torch.randint(G.num_actions, (batch,), generator=gen) if G.num_actions else None
+    return x, z, a
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """name -> (G, predictor on the onnx backend, its checkpoint path): one export per variant."""
+    root = tmp_path_factory.mktemp("onnx")
+    out = {}
+    for name, (z_dim, actions, inject) in VARIANTS.items():
+        G = tiny_g(z_dim, actions, inject)
+        p = predictor(G, "onnx", "fp32", checkpoint=root / f"{name}.pt")
+        p.warm((SIZE, SIZE))
+        assert p.backend == "onnx" and p.notes and "exported" in p.notes[0], p.notes
+        out[name] = (G, p, root / f"{name}.pt")
+    return out
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+@pytest.mark.parametrize("batch", [1, 3])
+def test_onnx_matches_torch(exported, name, batch):
+    G, p, ckpt = exported[name]
+    x, z, a = inputs(G, batch)
+    with torch.no_grad():
+        ref = G(x, z, a)
+    out = p(x, z, a)
+    assert out.shape == ref.shape == (batch, 3, SIZE, SIZE) and out.dtype == torch.float32
+    assert (out - ref).abs().max() < 1e-3
+    # the file beside the checkpoint declares exactly G's inputs, with a dynamic batch
+    session = ort.InferenceSession(str(ckpt.with_suffix(".onnx")), providers=["CPUExecutionProvider"])
+    declared = {i.name: i.shape for i in session.get_inputs()}
+    assert list(declared) == ["x"] + (["z"] if G.z_dim else []) + (["action"] if G.num_actions else [])
+    assert declared["x"][1:] == [K, 3, SIZE, SIZE] and isinstance(declared["x"][0], str)
+
+
+def test_actions_change_the_onnx_output(exported):
+    G, p, _ = exported["z+actions"]
+    x, z, _ = inputs(G, 2)
+    outs = [p(x, z, torch.full((2,), i)) for i in range(3)]
+    assert (outs[0] - outs[1]).abs().max() > 1e-4 and (outs[1] - outs[2]).abs().max() > 1e-4
+
+
+def test_cache_is_reused_and_invalidated_by_new_weights(exported, monkeypatch):
+    G, _, ckpt = exported["z"]
+    cached = ckpt.with_suffix(".onnx")
+    mtime = cached.stat().st_mtime_ns
+    calls = []
+    real = inference.export_onnx
+    monkeypatch.setattr(inference, "export_onnx", lambda *a, **k: calls.append(1) or real(*a, **k))
+    again = predictor(G, "onnx", checkpoint=ckpt)
+    again.warm((SIZE, SIZE))
+    assert calls == [] and cached.stat().st_mtime_ns == mtime and not again.notes  # reused, no export
+    meta = ort.InferenceSession(str(cached)).get_modelmeta().custom_metadata_map
+    assert meta["framegan.key"] == inference.weights_key(G, (SIZE, SIZE))
+    # new weights, same checkpoint path: exported again, and the output follows the new weights
+    G2 = tiny_g(4, 0, seed=1)
+    p2 = predictor(G2, "onnx", checkpoint=ckpt)
+    x, z, _ = inputs(G2, 2)
+    out = p2(x, z)
+    assert calls == [1] and p2.notes and cached.stat().st_mtime_ns != mtime
+    with torch.no_grad():
+        assert (out - G2(x, z)).abs().max() < 1e-3
+    # and the first G's export comes back (the cache holds one file per checkpoint)
+    p3 = predictor(G, "onnx", checkpoint=ckpt)
+    with torch.no_grad():
+        assert (p3(x, z) - G(x, z)).abs().max() < 1e-3
+    assert calls == [1, 1]
+
+
+def test_auto_exporter_falls_back_to_dynamo(tmp_path, monkeypatch):
+    """auto tries the TorchScript exporter, then the dynamo one. (The dynamo exporter itself took
+    17-36 s per tiny G on the loaded test machine, so it is checked by hand, not here.)"""
+    def broken(*args):
+        raise RuntimeError("aten::something is not supported\nlong trace")
+
+    calls = []
+    real = inference.EXPORTERS["torchscript"]
+    monkeypatch.setitem(inference.EXPORTERS, "torchscript", broken)
+    monkeypatch.setitem(inference.EXPORTERS, "dynamo", lambda *a: calls.append(1) or real(*a))
+    G = tiny_g(0, 0)
+    assert inference.export_onnx(G, tmp_path / "g.onnx", (SIZE, SIZE)) == "dynamo" and calls == [1]
+    monkeypatch.setitem(inference.EXPORTERS, "dynamo", broken)
+    with pytest.raises(RuntimeError, match="torchscript: aten::something.*; dynamo: aten::something"):
+        inference.export_onnx(G, tmp_path / "h.onnx", (SIZE, SIZE))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.onnx"]
+
+
+def test_unwritable_cache_directory_falls_back_to_a_temp_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(inference.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the checkpoint's directory should be")
+    G = tiny_g(0, 0)
+    p = predictor(G, "onnx", checkpoint=blocker / "last.pt")
+    x, _, _ = inputs(G, 1)
+    with torch.no_grad():
+        assert (p(x) - G(x)).abs().max() < 1e-3
+    assert p.backend == "onnx" and list((tmp_path / "tmp" / "framegan-onnx").glob("*.onnx"))
+
+
+def test_missing_onnxruntime_falls_back_to_torch_with_a_note(monkeypatch):
+    monkeypatch.setattr(inference, "onnx_available", lambda: "onnxruntime not installed")
+    G = tiny_g(4, 0)
+    p = predictor(G, "onnx", "fp32")
+    x, z, _ = inputs(G, 2)
+    with torch.no_grad():
+        assert torch.equal(p(x, z), G(x, z))
+    assert p.backend == "torch" and len(p.notes) == 1 and "onnxruntime not installed" in p.notes[0]
+
+
+def test_backend_errors():
+    G = tiny_g(0, 0)
+    with pytest.raises(inference.BackendError, match="fp32 only"):
+        predictor(G, "onnx", "bf16")
+    with pytest.raises(inference.BackendError, match="unknown backend"):
+        predictor(G, "tensorrt")
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_auto_never_picks_emulated_bf16(monkeypatch, native):
+    from framegan import precision
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: True)
+    G = tiny_g(4, 0)
+    for backend in ("auto", "torch", "compile"):
+        p = predictor(G, backend, "auto")
+        for batch in (1, 3, 32):
+            want = "bf16" if native and p.backend_for(batch) != "onnx" else "fp32"
+            assert p.precision_for(batch) == want, (backend, batch)
+    auto, big = predictor(G, "auto", "auto"), inference.ONNX_MAX_BATCH_BF16 + 1
+    assert auto.backend_for(1) == "onnx" and auto.backend_for(big) == ("torch" if native else "onnx")
+    assert predictor(G, "auto", "fp32").backend_for(big) == "onnx"
+    assert predictor(G, "auto", "bf16").backend_for(1) == "torch"  # onnx runs fp32 only
+
+
+def test_auto_exports_an_fp32_graph_from_inside_bf16_autocast(tmp_path, monkeypatch):
+    """auto on a native-bf16 CPU runs batch 1 on ONNX Runtime inside the loop's bf16 autocast
+    context: the export must not trace the autocast casts into the graph."""
+    from framegan import precision
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: True)
+    G = tiny_g(4, 0)
+    p = predictor(G, "auto", "auto", checkpoint=tmp_path / "g.pt")
+    ctx = torch.rand(1, K, 3, SIZE, SIZE) * 2 - 1
+    out = autoregress(p, ctx, 3, generator=torch.Generator().manual_seed(0))
+    ref = autoregress(predictor(G, "torch", "fp32"), ctx, 3, generator=torch.Generator().manual_seed(0))
+    assert p.describe(1) == "onnx fp32" and len(p.notes) == 1 and "exported" in p.notes[0], p.notes
+    assert (out - ref).abs().max() < 1e-3
+
+
+def test_native_bf16_is_read_from_the_cpu_flags(monkeypatch):
+    from framegan import precision
+
+    def cpuinfo(text):
+        monkeypatch.setattr(precision.Path, "read_text", lambda self: text)
+        return precision.cpu_has_native_bf16()
+
+    assert not cpuinfo("flags\t\t: fpu avx2 avx512f avx512bw\nbugs\t\t: spectre_v1\n")  # AVX-512, no BF16
+    assert not cpuinfo("flags\t\t: fpu avx2\nmodel name\t: avx512_bf16 lookalike\n")
+    assert cpuinfo("flags\t\t: fpu avx2 avx512f avx512_bf16\n")
+    assert cpuinfo("flags\t\t: fpu avx2 amx_bf16 amx_tile\n")
+
+
+def test_loop_feeds_back_and_takes_one_action_per_step():
+    G = tiny_g(0, 3)
+    ctx = torch.rand(2, K, 3, SIZE, SIZE) * 2 - 1
+    actions = torch.tensor([[0, 2, 1], [1, 1, 0]])
+    out = autoregress(predictor(G, "torch", "fp32"), ctx, 3, samples=1, actions=actions)[:, 0]
+    with torch.no_grad():
+        x = ctx
+        for t in range(3):  # step t: G on the window so far, with actions[:, t]
+            y = G(x, None, actions[:, t])
+            assert torch.allclose(out[:, t], y, atol=1e-6), t
+            x = torch.cat([x[:, 1:], y[:, None]], dim=1)
+    with pytest.raises(ValueError, match="takes actions"):
+        autoregress(predictor(G, "torch"), ctx, 3)
+    with pytest.raises(ValueError, match=r"in \[0, 3\)"):
+        autoregress(predictor(G, "torch"), ctx, 2, actions=torch.tensor([[0, 3], [0, 0]]))
+    with pytest.raises(ValueError, match="shape"):
+        autoregress(predictor(G, "torch"), ctx, 3, actions=actions[:, :2])
+
+
+def test_rollout_is_the_same_through_every_backend(exported):
+    """Same seed, same frames: torch fp32 (NCHW and channels_last) and onnx agree to 1e-3 over a
+    4-step rollout with z and actions; bf16 stays within 0.1."""
+    from framegan.rollout import rollout
+
+    G, onnx_p, _ = exported["z+actions"]
+    ctx = to_model(sliding_square(K))
+    acts = torch.tensor([0, 1, 2, 1])
+    ref = rollout(G, ctx, 4, samples=2, seed=3, precision="fp32", actions=acts)
+    runs = {"torch+cl": predictor(prepare(tiny_g(4, 3), "cpu"), "torch", "fp32"), "onnx": onnx_p}
+    for name, p in runs.items():
+        out = rollout(p, ctx, 4, samples=2, seed=3, actions=acts)
+        assert out.shape == ref.shape and (out - ref).abs().max() < 1e-3, name
+        assert not [n for n in p.notes if "using torch" in n], (name, p.notes)
+    bf16 = rollout(G, ctx, 4, samples=2, seed=3, precision="bf16", actions=acts)
+    assert (bf16 - ref).abs().max() < 0.1
+
+
+def test_rollout_through_compile(monkeypatch):
+    """The compile backend gives the torch frames. It runs torch.compile's graph capture with the
+    "eager" backend here: inductor's code generation took minutes on the loaded 2-core test
+    machine (benchmarks/rollout_speed.py runs the real one); even this costs seconds (dynamo's
+    first use)."""
+    from framegan.rollout import rollout
+
+    monkeypatch.setattr(inference, "COMPILE_OPTIONS", {"backend": "eager"})
+    G = tiny_g(4, 3)
+    ctx, acts = to_model(sliding_square(K)), torch.tensor([2, 0, 1])
+    ref = rollout(G, ctx, 3, samples=2, seed=3, precision="fp32", actions=acts)
+    p = predictor(G, "compile", "fp32")
+    assert (rollout(p, ctx, 3, samples=2, seed=3, actions=acts) - ref).abs().max() < 1e-3
+    assert p.backend == "compile" and not p.notes
+
+
+def test_rollout_cli_onnx_backend_exports_once(tmp_path, capsys):
+    from framegan.rollout import main
+
+    ckpt = make_checkpoint(tmp_path / "run" / "last.pt")
+    store = write_store(tmp_path / "store", sliding_square(8))
+    args = ["--checkpoint", ckpt, "--context", store, "--horizon", 3, "--samples", 2, "--backend", "onnx"]
+    assert main([str(a) for a in [*args, "--out", tmp_path / "a.npy"]]) == 0
+    first = capsys.readouterr().out
+    assert "exported G to ONNX" in first and "onnx fp32" in first and ckpt.with_suffix(".onnx").is_file()
+    assert main([str(a) for a in [*args, "--out", tmp_path / "b.npy"]]) == 0
+    assert "exported" not in capsys.readouterr().out
+    torch_args = [a if a != "onnx" else "torch" for a in args] + ["--precision", "fp32"]
+    assert main([str(a) for a in [*torch_args, "--out", tmp_path / "c.npy"]]) == 0
+    a, c = np.load(tmp_path / "a.npy").astype(int), np.load(tmp_path / "c.npy").astype(int)
+    assert np.abs(a - c).max() <= 1  # uint8: at most a rounding step apart
+    code = main([str(x) for x in [*args, "--precision", "bf16", "--out", tmp_path / "d.npy"]])
+    assert code == 2 and capsys.readouterr().err.count("\n") == 1
+
+
+def test_export_cli(tmp_path, capsys):
+    from framegan.checkpoint import load_generator
+    from framegan.export import main
+
+    ckpt = make_checkpoint(tmp_path / "last.pt", z_dim=4)
+    out = tmp_path / "web" / "g.onnx"
+    assert main(["--checkpoint", str(ckpt), "--out", str(out)]) == 0
+    stdout = capsys.readouterr().out
+    assert f"wrote {out}" in stdout and "max |onnxruntime - torch|" in stdout
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    meta = session.get_modelmeta().custom_metadata_map
+    assert (int(meta["framegan.context"]), int(meta["framegan.height"]), int(meta["framegan.z_dim"])) == (K, SIZE, 4)
+    assert json.loads(meta["framegan.action_values"]) == [] and meta["framegan.z_dist"] == "gaussian"
+    G, _, _ = load_generator(ckpt)
+    x, z, _ = inputs(G, 3)
+    with torch.no_grad():
+        ref = G(x, z).numpy()
+    assert np.abs(session.run(["frame"], {"x": x.numpy(), "z": z.numpy()})[0] - ref).max() < 1e-3
+    assert [p.name for p in out.parent.iterdir()] == ["g.onnx"]  # atomic: no temp file left behind
+    # the file is what --backend onnx reuses when it sits beside the checkpoint
+    main(["--checkpoint", str(ckpt)])
+    capsys.readouterr()
+    p = predictor(G, "onnx", checkpoint=ckpt)
+    p.warm((SIZE, SIZE))
+    assert not p.notes
+
+
+@pytest.mark.parametrize("case", ["missing-checkpoint", "bad-suffix", "bad-size", "no-onnx"])
+def test_export_cli_errors_are_one_line(tmp_path, capsys, monkeypatch, case):
+    from framegan import export
+
+    ckpt = make_checkpoint(tmp_path / "last.pt")
+    args = {"missing-checkpoint": ["--checkpoint", str(tmp_path / "nope.pt")],
+            "bad-suffix": ["--checkpoint", str(ckpt), "--out", str(tmp_path / "g.txt")],
+            "bad-size": ["--checkpoint", str(ckpt), "--size", "15", "16"],
+            "no-onnx": ["--checkpoint", str(ckpt)]}[case]
+    if case == "no-onnx":
+        monkeypatch.setattr(export, "onnx_available", lambda: "onnxruntime not installed")
+    assert export.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert not list(tmp_path.glob("*.onnx"))

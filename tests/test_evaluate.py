@@ -140,7 +140,7 @@ class Blurry(Oracle):
         super().__init__()
         self.z_dim = z_dim
 
-    def sample_z(self, n, device=None, generator=None):
+    def sample_z(self, n, device=None, generator=None, classes=None):
         return (torch.arange(n, device=device) % 2).float()[:, None]
 
     def forward(self, x, z=None):

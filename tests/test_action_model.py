@@ -1,0 +1,217 @@
+"""Action-conditioned G and D, wrong-action negatives, the inverse model, and actions through
+train / evaluate / rollout, on a tiny "key game" whose next frame is decided by the key."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from framegan import engine, losses
+from framegan.checkpoint import load_checkpoint, load_generator
+from framegan.config import ConfigError, ModelConfig, load_config
+from framegan.evaluate import evaluate_models
+from framegan.nets import build_discriminator, build_generator
+from framegan.nets.inverse import InverseModel
+from framegan.store import StoreWriter
+
+SIZE, SIDE, SPEED = 32, 6, 3
+STAY, LEFT, RIGHT = 10, 20, 30          # raw ids as a recorder would write them (any integers)
+SHIFT = {STAY: 0, LEFT: -SPEED, RIGHT: SPEED}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def key_game(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A square on a flat background; after each frame the key moves it left, right or not at all
+    (wrapping around at the edges, so a move is exactly a horizontal roll of the frame)."""
+    base = np.zeros((SIZE, SIZE, 3), np.uint8)
+    base[:] = (20, 40, 90)
+    base[13:13 + SIDE, SIZE // 2:SIZE // 2 + SIDE] = (250, 220, 30)
+    keys = rng.choice([STAY, LEFT, RIGHT], n)
+    shifts = np.concatenate([[0], np.cumsum([SHIFT[k] for k in keys[:-1]])])
+    return np.stack([np.roll(base, s, axis=1) for s in shifts]), keys
+
+
+@pytest.fixture(scope="module")
+def key_store(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("keys") / "store"
+    with StoreWriter(path, size=(SIZE, SIZE), fps=15, actions=True) as w:
+        w.name_actions({STAY: "NOOP", LEFT: "LEFT", RIGHT: "RIGHT"})
+        for k in range(12):
+            frames, keys = key_game(40, rng)
+            for i, (f, a) in enumerate(zip(frames, keys)):
+                w.add(f, source=f"ep{k}.mp4", index=i, action=int(a))
+            w.cut()
+    return path
+
+
+def tiny(**kw) -> ModelConfig:
+    return ModelConfig(**{"width": 8, "depth": 2, "z_dim": 2, "d_width": 8, "d_depth": 2, **kw})
+
+
+def test_g_and_d_take_the_key():
+    cfg = tiny(actions=3)
+    G, D = build_generator(cfg, 2), build_discriminator(cfg, 2)
+    x, z = torch.rand(2, 2, 3, SIZE, SIZE) * 2 - 1, G.sample_z(2)
+    left, right = torch.tensor([0, 0]), torch.tensor([2, 2])
+    assert not torch.allclose(G(x, z, left), G(x, z, right))
+    assert not torch.allclose(D(x, x[:, -1], left), D(x, x[:, -1], right))
+    with pytest.raises(ValueError, match="action index"):
+        G(x, z)
+    with pytest.raises(ValueError, match="action index"):
+        D(x, x[:, -1])
+    # a deterministic G with a key still gets a conditioning path
+    G0 = build_generator(tiny(actions=3, z_dim=0), 2)
+    assert G0.z_inject is not None and not torch.allclose(G0(x, None, left), G0(x, None, right))
+
+
+def test_wrong_actions_are_never_the_pressed_key():
+    a = torch.randint(0, 4, (1000,))
+    wrong = engine.wrong_actions(a, 4, torch.Generator().manual_seed(0))
+    assert (wrong != a).all() and set(wrong.tolist()) == {0, 1, 2, 3}
+
+
+def test_d_step_scores_wrong_action_negatives_and_d_learns_them():
+    """D is shown (context, key, real next frame) as real and the same frame under another key as
+    fake: after some steps the pressed key must score clearly higher on the patches where the
+    square moves (elsewhere the key changes nothing, so no D can tell)."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(1)
+    frames, keys = key_game(400, rng)
+    index = {STAY: 0, LEFT: 1, RIGHT: 2}
+    clips = torch.stack([torch.as_tensor(frames[i:i + 3]) for i in range(0, 390)]).permute(0, 1, 4, 2, 3)
+    clips = clips.float() / 127.5 - 1
+    acts = torch.as_tensor([[index[k] for k in keys[i:i + 3]] for i in range(0, 390)])
+    cfg = load_config(None, ["model.width=8", "model.depth=2", "model.d_width=16", "model.d_depth=2",
+                             "model.z_dim=2", "model.actions=3", "data.context=2", "loss.wrong_context_weight=0"])
+    G, D = build_generator(cfg.model, 2), build_discriminator(cfg.model, 2)
+    gan = engine.build_gan(cfg, G, D, torch.device("cpu"), None)
+    out = {}
+    for step in range(150):
+        idx = torch.randint(0, len(clips), (16,))
+        out = engine.d_step(gan, cfg, clips[idx], step, actions=acts[idx])
+    assert "d_wrong_action" in out and "score_wrong_action" in out
+    with torch.no_grad():
+        ctx, real, a = clips[:64, :2], clips[:64, 2], acts[:64, 1]
+        moving = losses.patch_weight(ctx[:, -1], [real], 1.0, (8, 8)) > 1
+        right_key = D(ctx, real, a)[moving].mean().item()
+        wrong_key = D(ctx, real, engine.wrong_actions(a, 3, torch.Generator().manual_seed(1)))[moving].mean().item()
+    assert right_key - wrong_key > 1.5, (right_key, wrong_key)  # measured 2.9 at 150 steps
+
+
+def test_inverse_model_learns_the_winning_class():
+    """q(class | context, frame) on a toy where the class is readable from the frame."""
+    torch.manual_seed(0)
+    Q = InverseModel(2, 3, width=8, depth=2)
+    opt = torch.optim.Adam(Q.parameters(), lr=3e-3)
+    for _ in range(80):
+        cls = torch.randint(0, 3, (16,))
+        frame = F.one_hot(cls, 3).float()[:, :, None, None].expand(16, 3, SIZE, SIZE) * 2 - 1
+        loss = F.cross_entropy(Q(torch.zeros(16, 2, 3, SIZE, SIZE), frame), cls)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.1
+
+
+def test_g_step_trains_q_on_the_winners():
+    cfg = load_config(None, ["model.width=8", "model.depth=2", "model.d_width=8", "model.d_depth=2",
+                             "model.z_dim=0", "model.z_classes=2", "loss.variety_k=2", "data.context=2"])
+    G, D = build_generator(cfg.model, 2), build_discriminator(cfg.model, 2)
+    Q = InverseModel(2, 2, width=8, depth=2)
+    gan = engine.build_gan(cfg, G, D, torch.device("cpu"), None, Q)
+    before = [p.detach().clone() for p in Q.parameters()]
+    out = engine.g_step(gan, cfg, torch.rand(4, 3, 3, SIZE, SIZE) * 2 - 1, step=1)
+    assert {"q_ce", "q_acc"} <= set(out) and 0 <= out["q_acc"] <= 1
+    assert any(not torch.equal(a, b) for a, b in zip(before, Q.parameters()))
+
+
+def test_train_resolves_actions_from_the_store_and_checkpoints_them(key_store, tmp_path):
+    from framegan.train import main as train_main
+
+    common = ["model.width=8", "model.depth=2", "model.d_width=8", "model.d_depth=2", "data.context=2",
+              "train.batch_size=4", "train.val_batches=1", "train.video_frames=2", "loss.variety_k=2",
+              "train.steps=3", "train.sample_every=3", f"data.root={key_store}"]
+    assert train_main([*common, f"run.dir={tmp_path / 'a'}"]) == 0
+    state = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")
+    assert state["config"]["model"]["actions"] == 3
+    assert state["store"]["actions"] == {"values": [STAY, LEFT, RIGHT], "names": ["NOOP", "LEFT", "RIGHT"]}
+    assert "model.actions=3" not in (tmp_path / "a" / "config.yaml").read_text()  # yaml form
+    assert "actions: 3" in (tmp_path / "a" / "config.yaml").read_text()
+    logged = [json.loads(ln) for ln in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert any("d_wrong_action" in r for r in logged)
+    # model.actions=0: the same store trains a model without keys
+    assert train_main([*common, "model.actions=0", f"run.dir={tmp_path / 'b'}"]) == 0
+    assert load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["store"]["actions"]["values"] == []
+    # a count that does not match the store, and flips with keys, are refused before any work
+    assert train_main([*common, "model.actions=5", f"run.dir={tmp_path / 'c'}"]) == 2
+    assert train_main([*common, "data.augment=true", f"run.dir={tmp_path / 'd'}"]) == 2
+    assert not (tmp_path / "c" / "checkpoints" / "last.pt").exists()
+
+
+def test_config_refuses_flips_with_an_explicit_action_count():
+    with pytest.raises(ConfigError, match="augment"):
+        load_config(None, ["data.augment=true", "model.actions=4"])
+
+
+class KeyOracle(torch.nn.Module):
+    """Knows the key game's rule: moves the whole last frame by the key's shift (the flat
+    background makes that exactly the square's move)."""
+
+    context, channels, z_dim, num_actions = 2, 3, 0, 3
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x, z=None, action=None):
+        shifts = torch.tensor([0, -SPEED, SPEED])[action]
+        return torch.stack([x[i, -1].roll(int(s), dims=-1) for i, s in enumerate(shifts)])
+
+
+def test_evaluate_controllability_is_large_for_a_model_that_follows_the_keys(key_store):
+    from framegan.data import ClipDataset
+
+    ds = ClipDataset(key_store, context=2, horizon=4, split="all")
+    r = evaluate_models({"oracle": KeyOracle(), "copy-last": None}, ds, horizon=4, max_windows=24,
+                        progress=False)
+    m = r["models"]["oracle"]
+    assert m["psnr"]["mean"]["all"] == float("inf") or m["psnr"]["mean"]["all"] > 60
+    assert all(d > 5 for d in m["delta_psnr_moving"]["steps"]), m["delta_psnr_moving"]
+    assert "delta_psnr" not in r["models"]["copy-last"]
+
+
+def test_rollout_plays_recorded_or_given_keys(key_store, tmp_path):
+    from framegan.checkpoint import save_checkpoint
+    from framegan.config import to_dict
+    from framegan.rollout import main as rollout_main
+
+    cfg = load_config(None, ["model.width=8", "model.depth=2", "model.z_dim=2", "model.actions=3",
+                             "data.context=2"])
+    G = build_generator(cfg.model, 2)
+    ckpt = tmp_path / "g.pt"
+    save_checkpoint(ckpt, {"step": 0, "config": to_dict(cfg), "G_ema": G.state_dict(), "G": G.state_dict(),
+                           "store": {"size": [SIZE, SIZE], "fps": 15.0, "crop": "none",
+                                     "actions": {"values": [STAY, LEFT, RIGHT], "names": ["NOOP", "LEFT", "RIGHT"]}}})
+    G, _, _ = load_generator(ckpt)
+    out = {}
+    for name, extra in (("recorded", []), ("left", ["--actions", "LEFT"]), ("right", ["--actions", "30"])):
+        out[name] = tmp_path / f"{name}.npy"
+        assert rollout_main(["--checkpoint", str(ckpt), "--context", str(key_store), "--start", "10",
+                             "--horizon", "3", "--samples", "1", "--backend", "torch", "--out",
+                             str(out[name]), *extra]) == 0
+    left, right = np.load(out["left"]), np.load(out["right"])
+    assert not np.array_equal(left, right)
+    assert rollout_main(["--checkpoint", str(ckpt), "--context", str(key_store), "--actions", "JUMP",
+                         "--out", str(tmp_path / "x.npy")]) == 2
+    assert not (tmp_path / "x.npy").exists()

@@ -169,6 +169,7 @@ class Episode:
     fork: int            # index of the frame where the character stands at the junction
     branch: int          # index into game.branches: the draw taken after the fork
     scene: Scene
+    game: ForkGame
 
 
 def floor_mask(game: ForkGame, junction: tuple[int, int]) -> np.ndarray:
@@ -248,13 +249,12 @@ def episodes(n: int, seed: int = 0, size: int = GRID, game: ForkGame | str = "de
         branch = int(rng.integers(len(game.branches)))
         frames = np.stack([render(game, scene, t, position(game, scene, t, branch), size)
                            for t in range(scene.approach + game.after)])
-        yield Episode(frames, scene.approach - 1, branch, scene)
+        yield Episode(frames, scene.approach - 1, branch, scene, game)
 
 
-def fork_futures(ep: Episode, horizon: int, size: int = GRID, game: ForkGame | str = "default"
-                 ) -> list[np.ndarray]:
+def fork_futures(ep: Episode, horizon: int, size: int = GRID) -> list[np.ndarray]:
     """Every possible future after ``ep``'s fork frame, exactly: one uint8 (T, H, W, 3) per branch."""
-    game = get_game(game)
+    game = ep.game
     return [np.stack([render(game, ep.scene, t, position(game, ep.scene, t, b), size)
                       for t in range(ep.fork + 1, ep.fork + 1 + horizon)])
             for b in range(len(game.branches))]

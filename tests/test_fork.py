@@ -18,27 +18,27 @@ K = 4
 @pytest.mark.parametrize("g", GAMES, ids=[g.name for g in GAMES])
 def test_scorer_on_exact_frames(g):
     ep = next(game.episodes(1, seed=11, game=g))
-    futures = game.fork_futures(ep, g.after, game=g)
+    futures = game.fork_futures(ep, g.after)
     for step in range(1, g.after + 1):
         frames = [f[step - 1] for f in futures]
         for b, frame in enumerate(frames):
-            assert fork.score_frame(frame, g, ep, step) == ("sharp", b, False)
+            assert fork.score_frame(frame, ep, step) == ("sharp", b, False)
         average = np.mean(frames, axis=0).round().astype(np.uint8)  # the L1 answer
-        assert fork.score_frame(average, g, ep, step)[0] == "split"
+        assert fork.score_frame(average, ep, step)[0] == "split"
         both = np.maximum(frames[0], frames[-1])  # two whole characters is not one sharp character
-        assert fork.score_frame(both, g, ep, step)[0] == "split"
+        assert fork.score_frame(both, ep, step)[0] == "split"
         frozen = ep.frames[ep.fork]  # the character did not move
-        assert fork.score_frame(frozen, g, ep, step)[0] == "blurred"
+        assert fork.score_frame(frozen, ep, step)[0] == "blurred"
         # The right character on a broken scene: 10 % of the pixels below the character scrambled.
         noisy = frames[0].copy()
         rng = np.random.default_rng(0)
         ys, xs = rng.integers(0, noisy.shape[0], (2, noisy.shape[0] ** 2 // 10))
         keep = ys > 48
         noisy[ys[keep], xs[keep]] = 255 - noisy[ys[keep], xs[keep]]
-        assert fork.score_frame(noisy, g, ep, step)[::2] == ("blurred", True)
+        assert fork.score_frame(noisy, ep, step)[::2] == ("blurred", True)
         background = game.render(g, ep.scene, ep.fork + step, None)
         faded = ((frames[0].astype(float) + background) / 2).round().astype(np.uint8)
-        assert fork.score_frame(faded, g, ep, step)[0] == "blurred"
+        assert fork.score_frame(faded, ep, step)[0] == "blurred"
 
 
 class Oracle(torch.nn.Module):
@@ -47,12 +47,12 @@ class Oracle(torch.nn.Module):
     ``policy(z, episode index)`` picks at the fork ("blend": the mean of all branches; "freeze":
     the last frame again)."""
 
-    def __init__(self, g, episodes, policy, z_classes=0):
+    def __init__(self, episodes, policy, z_classes=0):
         super().__init__()
         self.anchor = torch.nn.Parameter(torch.zeros(()))  # rollout reads the device from parameters
         self.context, self.policy = K, policy
         self.z_classes = self.z_dim = z_classes
-        self.futures = [game.fork_futures(ep, g.after, game=g) for ep in episodes]
+        self.futures = [game.fork_futures(ep, ep.game.after) for ep in episodes]
         self.known = {ep.frames[ep.fork].tobytes(): (i, 0, None) for i, ep in enumerate(episodes)}
         for i, futures in enumerate(self.futures):
             for b, f in enumerate(futures):
@@ -102,8 +102,8 @@ def episodes():
     (coin, 2, {"sharp_rate": 1.0}),
 ], ids=["always-left", "always-right", "blend", "freeze", "coin"])
 def test_scorer_end_to_end_on_known_generators(episodes, policy, classes, expect):
-    g, eps = game.GAMES["default"], episodes["default"]
-    r = fork.score_model(Oracle(g, eps, policy, classes), g, K, eps, samples=16, horizon=3, seed=5)
+    eps = episodes["default"]
+    r = fork.score_model(Oracle(eps, policy, classes), K, eps, samples=16, horizon=3, seed=5)
     for key, value in expect.items():
         assert r[key] == value, key
     samples = 16 if classes else 1
@@ -123,13 +123,13 @@ def test_scorer_end_to_end_on_known_generators(episodes, policy, classes, expect
                                                            {"left": 0.0, "right": 1.0}]
     assert all(c["sharp_rate"] == 1.0 for c in r["per_class"])
     assert r["contexts_reaching_every_branch"] == len(eps)
-    other = fork.score_model(Oracle(g, eps, policy, classes), g, K, eps, samples=16, horizon=3, seed=6)
+    other = fork.score_model(Oracle(eps, policy, classes), K, eps, samples=16, horizon=3, seed=6)
     assert other["class_draws"] != draws
 
 
 def test_per_class_share_exposes_a_class_that_does_not_keep_its_branch(episodes):
-    g, eps = game.GAMES["default"], episodes["default"]
-    r = fork.score_model(Oracle(g, eps, flip_per_context, 2), g, K, eps, samples=16, horizon=2, seed=5)
+    eps = episodes["default"]
+    r = fork.score_model(Oracle(eps, flip_per_context, 2), K, eps, samples=16, horizon=2, seed=5)
     assert r["sharp_rate"] == 1.0 and 0.3 < r["branch_share"]["left"] < 0.7  # looks like a fair coin
     for c, per_class in enumerate(r["per_class"]):
         assert per_class["branch_share"] == {"left": 0.5, "right": 0.5}  # but no class keeps a side
@@ -138,14 +138,14 @@ def test_per_class_share_exposes_a_class_that_does_not_keep_its_branch(episodes)
 
 
 def test_three_way_fork_with_two_classes_never_reaches_the_third_branch(episodes):
-    g, eps = game.GAMES["three_way"], episodes["three_way"]
-    three = fork.score_model(Oracle(g, eps, coin, 3), g, K, eps, samples=12, horizon=3, seed=1)
+    eps = episodes["three_way"]
+    three = fork.score_model(Oracle(eps, coin, 3), K, eps, samples=12, horizon=3, seed=1)
     assert three["sharp_rate"] == 1.0 and three["contexts_reaching_every_branch"] == len(eps)
     assert [max(c["branch_share"], key=c["branch_share"].get) for c in three["per_class"]] == ["left", "up", "right"]
-    two = fork.score_model(Oracle(g, eps, coin, 2), g, K, eps, samples=12, horizon=3, seed=1)
+    two = fork.score_model(Oracle(eps, coin, 2), K, eps, samples=12, horizon=3, seed=1)
     assert two["sharp_rate"] == 1.0 and two["branch_share"]["right"] == 0.0
     assert two["contexts_reaching_every_branch"] == 0
-    blend = fork.score_model(Oracle(g, eps, lambda z, i: "blend"), g, K, eps, samples=1, horizon=3, seed=1)
+    blend = fork.score_model(Oracle(eps, lambda z, i: "blend"), K, eps, samples=1, horizon=3, seed=1)
     assert blend["split_rate"] == 1.0
 
 

@@ -17,7 +17,7 @@ def test_every_branch_is_equally_likely_and_the_taken_future_is_the_rendered_one
     assert np.all(np.abs(share - 1 / len(g.branches)) < 0.08), share
     for e in eps[:20]:
         assert e.fork + 1 >= 4  # every episode has a full K=4 context ending at the fork
-        futures = game.fork_futures(e, g.after, game=g)
+        futures = game.fork_futures(e, g.after)
         assert len(futures) == len(g.branches)
         assert np.array_equal(futures[e.branch], e.frames[e.fork + 1:])  # the real future is rendered
     a, b = game.episodes(5, seed=7, game=g), game.episodes(5, seed=7, game=g)
@@ -40,7 +40,7 @@ def test_episodes_vary_so_that_fresh_contexts_exist(g):
 @pytest.mark.parametrize("g", GAMES, ids=[g.name for g in GAMES])
 def test_futures_differ_only_around_the_character(g):
     e = next(game.episodes(1, seed=0, game=g))
-    fut = game.fork_futures(e, 1, game=g)
+    fut = game.fork_futures(e, 1)
     for i in range(len(fut)):
         for j in range(i + 1, len(fut)):
             diff = np.any(fut[i][0] != fut[j][0], axis=-1)

@@ -84,10 +84,10 @@ def sprite_mask(game: ForkGame, xy: tuple[int, int], size: int) -> np.ndarray:
     return m[idx][:, idx]
 
 
-def boxes(game: ForkGame, ep: Episode, step: int, size: int) -> tuple[list[np.ndarray], np.ndarray]:
+def boxes(ep: Episode, step: int, size: int) -> tuple[list[np.ndarray], np.ndarray]:
     """Masks of every branch's sprite ``step`` frames after the fork, and of all the boxes of the
     step before (the junction box at step 1)."""
-    t = ep.fork + step
+    game, t = ep.game, ep.fork + step
     per_branch = [sprite_mask(game, game_mod.position(game, ep.scene, t, b), size)
                   for b in range(len(game.branches))]
     old = np.zeros_like(per_branch[0])
@@ -103,13 +103,13 @@ def alpha_map(pred: np.ndarray, background: np.ndarray, colour) -> np.ndarray:
     return ((p - b) * d).sum(-1) / np.maximum((d * d).sum(-1), 1.0)
 
 
-def coverage(pred: np.ndarray, game: ForkGame, ep: Episode, step: int) -> tuple[list[float], float, bool]:
+def coverage(pred: np.ndarray, ep: Episode, step: int) -> tuple[list[float], float, bool]:
     """(a_b per branch, a_0 of the old boxes, whether the scene away from the boxes is broken)
     for one predicted frame ``step`` (1-based) frames after ``ep``'s fork."""
-    size = pred.shape[0]
+    game, size = ep.game, pred.shape[0]
     bg = game_mod.render(game, ep.scene, ep.fork + step, None, size)
     a = alpha_map(pred, bg, game.colour).clip(0, 1.5)
-    per_branch, old = boxes(game, ep, step, size)
+    per_branch, old = boxes(ep, step, size)
     # Exclusive regions: boxes overlap near the junction, and a pixel shared by two of them
     # cannot tell which one the character is in.
     anywhere = old.copy()
@@ -130,9 +130,9 @@ def coverage(pred: np.ndarray, game: ForkGame, ep: Episode, step: int) -> tuple[
     return mean, a_old, background_error(pred, bg, anywhere, game) > NOISY_SHARE
 
 
-def score_frame(pred: np.ndarray, game: ForkGame, ep: Episode, step: int) -> tuple[str, int, bool]:
+def score_frame(pred: np.ndarray, ep: Episode, step: int) -> tuple[str, int, bool]:
     """Classify one predicted frame: (label, branch index, whether the scene is broken)."""
-    a, a_old, noisy = coverage(pred, game, ep, step)
+    a, a_old, noisy = coverage(pred, ep, step)
     branch = int(np.argmax(a))
     drawn = sum(x >= SHARP_ON for x in a)
     others_off = all(x <= OFF for i, x in enumerate(a) if i != branch)
@@ -166,12 +166,12 @@ class Tally:
         self.step_branch = np.zeros((horizon, len(branches)), int)  # sharp frames per branch
         self.per_context: list[np.ndarray] = []                       # (horizon, N) per context
 
-    def add(self, futures: np.ndarray, game: ForkGame, ep: Episode) -> None:
+    def add(self, futures: np.ndarray, ep: Episode) -> None:
         """Score ``futures`` uint8 (S, T, H, W, 3) of one context, ``ep``."""
         mine = np.zeros((self.horizon, len(self.branches)), int)
         for sample in futures:
             for t, frame in enumerate(sample):
-                label, branch, broken = score_frame(frame, game, ep, t + 1)
+                label, branch, broken = score_frame(frame, ep, t + 1)
                 self.labels[label] += 1
                 self.per_step[t][label] += 1
                 self.noisy += broken
@@ -229,12 +229,11 @@ def contexts_of(episodes: list[Episode], K: int) -> list[np.ndarray]:
 
 
 @torch.no_grad()
-def score_model(G, game: ForkGame, K: int, episodes: list[Episode], samples: int, horizon: int,
-                seed: int) -> dict:
+def score_model(G, K: int, episodes: list[Episode], samples: int, horizon: int, seed: int) -> dict:
     """Score ``samples`` rollouts per context under uniform random noise and, for a model with
     noise classes, ``samples`` more per class with that class fixed. A deterministic model
     (z_dim 0) is rolled out once per context."""
-    names = game.branch_names
+    names = episodes[0].game.branch_names
     uniform = Tally(names, horizon)
     classes = getattr(G, "z_classes", 0) if G.z_dim > 0 else 0
     per_class = [Tally(names, horizon) for _ in range(classes)]
@@ -247,11 +246,11 @@ def score_model(G, game: ForkGame, K: int, episodes: list[Episode], samples: int
         if classes:
             draws += np.bincount(z[:, G.z_dim - classes:].argmax(1).numpy(), minlength=classes)
         fut = sample_futures(G, ctx, horizon, z)
-        uniform.add(fut, game, ep)
+        uniform.add(fut, ep)
         videos.append(fut)
         for c, tally in enumerate(per_class):
             zc = G.sample_z(samples, generator=gen, classes=torch.full((samples,), c))
-            tally.add(sample_futures(G, ctx, horizon, zc), game, ep)
+            tally.add(sample_futures(G, ctx, horizon, zc), ep)
     out = {"samples_per_context": samples if G.z_dim > 0 else 1, "contexts": len(episodes),
            **uniform.summary(), "videos": videos}
     if classes:
@@ -463,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
             K = cfg.data.context
             eps = fork_contexts(game, args.contexts, K, args.seed)
             fresh = check_fresh(contexts_of(eps, K), cfg.data.root, K)  # raises unless fresh
-            r = score_model(G, game, K, eps, args.samples, args.horizon, args.seed)
+            r = score_model(G, K, eps, args.samples, args.horizon, args.seed)
             vids[name] = r.pop("videos")
             results["models"][name] = {"checkpoint": str(ckpt), "z_classes": cfg.model.z_classes,
                                        "fresh": fresh, **r}

@@ -79,9 +79,9 @@ class ForkGame:
     blink_period: int = 6                         # the light is on for half of this
 
     def __post_init__(self):
-        problems = self.problems()
-        if problems:
-            raise ValueError(f"fork game {self.name!r}: {problems[0]}")
+        problem = self.problem()
+        if problem:
+            raise ValueError(f"fork game {self.name!r}: {problem}")
 
     @property
     def branches(self) -> list[tuple[str, tuple[int, int]]]:
@@ -93,30 +93,30 @@ class ForkGame:
     def branch_names(self) -> list[str]:
         return [name for name, _ in self.branches]
 
-    def problems(self) -> list[str]:
-        """Why this spec cannot be played or scored (empty when fine)."""
+    def problem(self) -> str | None:
+        """Why this spec cannot be played or scored (None when fine)."""
         if self.track not in TRACKS:
-            return [f"track {self.track!r} is not one of {', '.join(TRACKS)}"]
+            return f"track {self.track!r} is not one of {', '.join(TRACKS)}"
         for key in ("junction_x", "junction_y", "approach"):
             lo, hi = getattr(self, key)
             if not lo < hi:
-                return [f"{key} range [{lo}, {hi}) is empty"]
+                return f"{key} range [{lo}, {hi}) is empty"
         if min(self.sprite, self.up_speed, self.side_speed, self.approach[0], self.after) < 1:
-            return ["sprite, speeds, approach and after must be >= 1"]
+            return "sprite, speeds, approach and after must be >= 1"
         s = self.sprite
         for x in (self.junction_x[0], self.junction_x[1] - 1):   # paths are straight lines:
             for y in (self.junction_y[0], self.junction_y[1] - 1):  # the extremes bound them
                 low = y + self.up_speed * (self.approach[1] - 2)  # first frame of the longest walk
                 if low + s > DISTRACTOR_TOP:
-                    return [f"the walk up reaches row {low + s}, into the distractors (>= {DISTRACTOR_TOP})"]
+                    return f"the walk up reaches row {low + s}, into the distractors (>= {DISTRACTOR_TOP})"
                 for name, (dx, dy) in self.branches:
                     bx, by = x + dx * self.after, y + dy * self.after
                     if not (0 <= bx and bx + s <= GRID and 0 <= by and by + s <= GRID):
-                        return [f"branch {name} leaves the {GRID}x{GRID} frame within {self.after} frames"]
+                        return f"branch {name} leaves the {GRID}x{GRID} frame within {self.after} frames"
         near = min(_distance(self.colour, c) for c in (PATROL, LIGHT_ON, LIGHT_OFF))
         if near < 100:
-            return [f"colour {self.colour} is too close to a distractor's"]
-        return []
+            return f"colour {self.colour} is too close to a distractor's"
+        return None
 
     @classmethod
     def from_dict(cls, d: dict) -> ForkGame:
@@ -190,7 +190,7 @@ def draw_scene(game: ForkGame, rng: np.random.Generator, previous_wall=None) -> 
     junction = (int(rng.integers(*game.junction_x)), int(rng.integers(*game.junction_y)))
     approach = int(rng.integers(*game.approach))
     phase = int(rng.integers(math.lcm(game.patrol_period, game.blink_period)))
-    while True:  # rejection sampling keeps every constraint exact; a few draws on average
+    for _ in range(10_000):  # rejection sampling keeps every constraint exact; a few draws on average
         wall = rng.integers(40, 201, 3)
         floor = (wall * rng.uniform(0.12, 0.4)).astype(int)
         ok = (min(_distance(wall, game.colour), _distance(floor, game.colour)) >= MIN_CHARACTER_DISTANCE
@@ -198,6 +198,8 @@ def draw_scene(game: ForkGame, rng: np.random.Generator, previous_wall=None) -> 
               and (previous_wall is None or np.abs(wall - np.asarray(previous_wall)).mean() >= MIN_WALL_CHANGE))
         if ok:
             break
+    else:
+        raise ValueError(f"fork game {game.name!r}: no wall/floor colours keep away from colour {game.colour}")
     layout = np.empty((GRID, GRID, 3), np.int16)
     layout[:] = wall
     layout[floor_mask(game, junction)] = floor

@@ -8,17 +8,22 @@ of the action pressed after each frame (all -1 when the store has no actions). A
 action leading from the last context frame to target t (1-based) is ``actions[:, K - 2 + t]``.
 Train with ``make_loader``: it fetches whole batches at once (see ``ClipDataset.__getitem__``).
 
-Train / val split, deterministic (no RNG; in the whole-segment mode a segment keeps its side
-when others are appended):
-- with at least ``MIN_SEGMENTS_FOR_SEGMENT_SPLIT`` segments, whole segments: a segment is
-  validation when the hash of (source, start_frame, file) falls below ``val_fraction``;
-- otherwise (or when that leaves one side empty), the tail of each segment: the last
-  ``max(T, round(len * val_fraction))`` frames of every segment that can spare them are
-  validation, the frames before them training. Train and val windows never share a frame.
+Train / val split: a split of the store's *frames*, a pure function of the store and
+``val_fraction`` (no RNG, and not of the window length: a frame is validation or training for
+every context and horizon, so no validation frame is ever inside a training window, whatever
+horizons train and evaluate use). Windows lie inside one split's frame range.
+- With at least ``MIN_SEGMENTS_FOR_SEGMENT_SPLIT`` segments, whole segments: a segment is
+  validation when the hash of (source, start_frame, file) falls below ``val_fraction`` (so a
+  segment keeps its side when others are appended); if no segment's hash does, the one with the
+  smallest hash is validation, and if every segment's does, the one with the largest is training.
+- Otherwise the tail of each segment: the last ``max(MIN_VAL_TAIL, ceil(len * val_fraction))``
+  frames are validation, the frames before them training; a segment shorter than twice that
+  tail is all training.
 """
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,6 +41,9 @@ from framegan.frames import to_model
 from framegan.store import FrameStore, StoreError, open_store
 
 MIN_SEGMENTS_FOR_SEGMENT_SPLIT = 10
+# Shortest held-out tail (tail mode): one window of 4 context frames + 4 predicted steps. A fixed
+# number, not the window length, so that the split is the same for every horizon.
+MIN_VAL_TAIL = 8
 
 
 def _unit_hash(seg: dict) -> float:
@@ -43,24 +51,25 @@ def _unit_hash(seg: dict) -> float:
     return int.from_bytes(hashlib.sha1(key).digest()[:8], "big") / 2.0**64
 
 
-def split_ranges(store: FrameStore, window: int, split: str, val_fraction: float
-                 ) -> list[tuple[int, int, int]]:
-    """``(segment, first, stop)`` frame ranges belonging to ``split``; windows lie inside one."""
+def split_ranges(store: FrameStore, split: str, val_fraction: float) -> list[tuple[int, int, int]]:
+    """``(segment, first, stop)`` frame ranges belonging to ``split`` (see the module docstring)."""
     if split not in ("train", "val", "all"):
         raise ValueError(f"split must be train, val or all, got {split!r}")
     lengths = [len(s) for s in store.segments]
     if split == "all" or val_fraction <= 0:
         return [] if split == "val" else [(i, 0, n) for i, n in enumerate(lengths)]
-    is_val = [_unit_hash(s) < val_fraction for s in store.manifest["segments"]]
-    usable = [n >= window for n in lengths]
-    n_val = sum(v and u for v, u in zip(is_val, usable))
-    n_train = sum(not v and u for v, u in zip(is_val, usable))
-    if len(lengths) >= MIN_SEGMENTS_FOR_SEGMENT_SPLIT and n_val and n_train:
+    if len(lengths) >= MIN_SEGMENTS_FOR_SEGMENT_SPLIT:
+        h = [_unit_hash(s) for s in store.manifest["segments"]]
+        is_val = [x < val_fraction for x in h]
+        if not any(is_val):
+            is_val[int(np.argmin(h))] = True
+        elif all(is_val):
+            is_val[int(np.argmax(h))] = False
         return [(i, 0, n) for i, n in enumerate(lengths) if is_val[i] == (split == "val")]
     ranges = []
     for i, n in enumerate(lengths):
-        tail = max(window, round(n * val_fraction))
-        cut = n - tail if n - tail >= window else n  # too short to give up a tail: all training
+        tail = max(MIN_VAL_TAIL, math.ceil(n * val_fraction))
+        cut = n - tail if n >= 2 * tail else n  # too short to give up a tail: all training
         ranges.append((i, cut, n) if split == "val" else (i, 0, cut))
     return ranges
 
@@ -86,7 +95,7 @@ class ClipDataset(Dataset):
         self.split = split
         self.windows: list[tuple[int, int]] = [
             (seg, start)
-            for seg, first, stop in split_ranges(self.store, self.length, split, val_fraction)
+            for seg, first, stop in split_ranges(self.store, split, val_fraction)
             for start in range(first, stop - self.length + 1, stride)]
         if not self.windows:
             longest = max((len(s) for s in self.store.segments), default=0)

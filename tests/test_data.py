@@ -65,16 +65,44 @@ def test_split_by_whole_segments_is_deterministic_and_disjoint(make_store):
 
 
 def test_few_segments_split_by_their_tails(make_store):
-    path = make_store([tagged(0, 40), tagged(1, 30), tagged(2, 7)])
+    path = make_store([tagged(0, 40), tagged(1, 30), tagged(2, 12)])
     train = ClipDataset(path, context=4, split="train", val_fraction=0.25)
     val = ClipDataset(path, context=4, split="val", val_fraction=0.25)
-    frames = {}
-    for name, ds in (("train", train), ("val", val)):
-        frames[name] = {(seg, start + k) for seg, start in ds.windows for k in range(5)}
-    assert not frames["train"] & frames["val"]  # no frame is seen by both
-    assert {s for s, _ in val.windows} == {0, 1}  # the 7-frame segment cannot spare a tail
+    assert {s for s, _ in val.windows} == {0, 1}  # 12 frames cannot spare a tail of MIN_VAL_TAIL
     assert min(start for seg, start in val.windows if seg == 0) == 30  # last 10 of 40 frames
     assert max(start for seg, start in train.windows if seg == 0) == 25
+    assert min(start for seg, start in val.windows if seg == 1) == 22  # MIN_VAL_TAIL = 8 > 30 / 4
+    assert max(start for seg, start in train.windows if seg == 2) == 7
+
+
+def window_frames(ds):
+    return {(seg, start + k) for seg, start in ds.windows for k in range(ds.length)}
+
+
+@pytest.mark.parametrize("lengths", [[300, 60, 30], [12] * 30 + [80]], ids=["tails", "whole-segments"])
+def test_no_validation_frame_is_in_a_training_window_for_any_horizon(make_store, lengths):
+    """Train with one horizon, evaluate with another: the split must not move. (It used to:
+    the tail was max(window, len * val_fraction) frames, so a horizon-16 validation window
+    began inside the frames a horizon-1 training window covered.)"""
+    path = make_store([tagged(s % 256, n) for s, n in enumerate(lengths)])
+    horizons = (1, 4, 16)
+    train = {h: window_frames(ClipDataset(path, context=4, horizon=h, split="train", val_fraction=0.1))
+             for h in horizons}
+    val = {}
+    for h in horizons:
+        try:
+            val[h] = window_frames(ClipDataset(path, context=4, horizon=h, split="val", val_fraction=0.1))
+        except StoreError:  # no validation window this long: nothing to leak
+            val[h] = set()
+    for h_train in horizons:
+        for h_val in horizons:
+            assert not train[h_train] & val[h_val], (h_train, h_val)
+    assert val[1] and val[4]
+    if lengths[0] == 300:
+        assert val[16]  # a 30-frame tail holds a 20-frame window
+    # the split itself is the same frame set for every horizon: validation frames of a short
+    # window are frames of the split's validation ranges, never of training's
+    assert val[16] <= val[4] <= val[1]
 
 
 def test_augment_flips_whole_windows_horizontally(make_store):

@@ -25,8 +25,10 @@ setup(
         "pyyaml>=6",
     ],
     extras_require={
-        "dev": ["pytest>=7", "ruff>=0.4", "psutil>=5.9", "ale-py>=0.9"],  # ale-py: tests/test_atari.py
+        # ale-py: tests/test_atari.py; vizdoom: tests/test_vizdoom.py
+        "dev": ["pytest>=7", "ruff>=0.4", "psutil>=5.9", "ale-py>=0.9", "vizdoom>=1.3"],
         "atari": ["ale-py>=0.9"],
+        "vizdoom": ["vizdoom>=1.3"],  # 39 MB wheel, ~150 MB installed: engine, scenarios, Freedoom WADs
     },
     entry_points={
         "console_scripts": [

@@ -12,9 +12,9 @@ from framegan.store import open_store
 from framegan.video import iter_frames, probe
 from framegan.vizdoom import ACTIONS, main, record
 
-# ``basic`` ends every episode within 300 tics (its cfg's timeout): 75 recorded frames at
-# frameskip 4, so a few hundred frames always cross several episode starts.
-BASIC_TIMEOUT_FRAMES = 300 // 4
+# ``basic`` ends every episode within 300 tics (its cfg's timeout): 150 recorded frames at the
+# default frameskip 2, so a few hundred frames always cross episode starts.
+BASIC_TIMEOUT_FRAMES = 300 // 2
 
 
 def test_record_writes_video_and_consistent_sidecars(tmp_path, monkeypatch, capsys):
@@ -22,17 +22,17 @@ def test_record_writes_video_and_consistent_sidecars(tmp_path, monkeypatch, caps
     cwd.mkdir()
     monkeypatch.chdir(cwd)  # the engine's _vizdoom.ini / _vizdoom/ must not land here
     out = tmp_path / "doom.mp4"
-    assert main(["--scenario", "basic", "--frames", "240", "--out", str(out), "--quiet"]) == 0
+    assert main(["--scenario", "basic", "--frames", "320", "--out", str(out), "--quiet"]) == 0
     printed = capsys.readouterr().out
-    assert "240 frames of basic (160x120 at 8.75 fps" in printed
+    assert "320 frames of basic (160x120 at 17.5 fps" in printed
 
     frames = np.stack([f.image for f in iter_frames(out)])
-    assert frames.shape == (240, 120, 160, 3)
-    assert probe(out).fps == pytest.approx(35 / 4)
+    assert frames.shape == (320, 120, 160, 3)
+    assert probe(out).fps == pytest.approx(35 / 2)
     assert len({f.tobytes() for f in frames[:20]}) > 10  # the view changes, not one screen
 
     actions = np.load(tmp_path / "doom.actions.npy")
-    assert actions.dtype == np.int64 and actions.shape == (240,)
+    assert actions.dtype == np.int64 and actions.shape == (320,)
     assert set(actions.tolist()) <= set(range(len(ACTIONS))) and len(set(actions.tolist())) >= 4
     names = json.loads((tmp_path / "doom.action_names.json").read_text())
     assert names == {str(i): name for i, (name, _) in enumerate(ACTIONS)}
@@ -40,10 +40,10 @@ def test_record_writes_video_and_consistent_sidecars(tmp_path, monkeypatch, caps
 
     cuts = np.load(tmp_path / "doom.cuts.npy")
     assert cuts.dtype == np.int64 and np.all(np.diff(cuts) > 0)
-    assert cuts[0] > 0 and cuts[-1] < 240
+    assert cuts[0] > 0 and cuts[-1] < 320
     # every episode (also the first and the last, unfinished one) fits in the scenario's timeout
-    lengths = np.diff([0, *cuts.tolist(), 240])
-    assert len(cuts) >= 240 // BASIC_TIMEOUT_FRAMES and lengths.max() <= BASIC_TIMEOUT_FRAMES
+    lengths = np.diff([0, *cuts.tolist(), 320])
+    assert len(cuts) >= 320 // BASIC_TIMEOUT_FRAMES and lengths.max() <= BASIC_TIMEOUT_FRAMES
     assert f"{len(cuts) + 1} episodes" in printed
 
     assert sorted(p.name for p in tmp_path.iterdir()) == [
@@ -51,7 +51,7 @@ def test_record_writes_video_and_consistent_sidecars(tmp_path, monkeypatch, caps
     assert list(cwd.iterdir()) == []
 
     s = extract([out], tmp_path / "store", size=64, progress=False)
-    assert s["frames_in"] == 240 and s["frames_out"] > 0
+    assert s["frames_in"] == 320 and s["frames_out"] > 0
     assert open_store(tmp_path / "store").segments[0].shape[1:] == (64, 64, 3)
 
 

@@ -33,9 +33,11 @@ setup(
         "onnxscript>=0.7",
     ],
     extras_require={
-        "dev": ["pytest>=7", "ruff>=0.4", "psutil>=5.9", "ale-py>=0.9",  # ale-py: tests/test_atari.py
-                "playwright>=1.40"],  # drives Debian's chromium in tests/test_play.py (no browser download)
+        # ale-py: tests/test_atari.py; vizdoom: tests/test_vizdoom.py; playwright drives Debian's
+        # chromium in tests/test_play.py (no browser download)
+        "dev": ["pytest>=7", "ruff>=0.4", "psutil>=5.9", "ale-py>=0.9", "vizdoom>=1.3", "playwright>=1.40"],
         "atari": ["ale-py>=0.9"],
+        "vizdoom": ["vizdoom>=1.3"],  # 39 MB wheel, ~150 MB installed: engine, scenarios, Freedoom WADs
     },
     entry_points={
         "console_scripts": [

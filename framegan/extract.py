@@ -5,12 +5,13 @@
         [--min-segment N] [--drop-static] [--actions FILE|none] [--append | --overwrite]
 
 Frames go decode -> crop + area resize (``Preprocess``) -> segment split -> store, one at a time,
-so memory stays flat however long the video. A segment ends at a scene cut (mean absolute
-difference of 16x16 RGB thumbnails of consecutive frames above ``--scene-threshold``, on a 0-1
-scale), at a decode gap (a timestamp jump of more than 3 frame intervals) and at the end of
-each video; segments shorter than ``--min-segment`` frames (default 5 = one window of 4 context
-frames + 1 target) are dropped. Frames are uint8 (H, W, 3) here; the model's (B, T, C, H, W)
-floats in [-1, 1] are made later by ``framegan.frames.to_model``.
+so memory stays flat however long the video. A segment ends at a scene cut (a frame that the
+previous one does not explain even allowing for motion and a screen flash, scored against chance
+above ``--scene-threshold``; see ``framegan.scenecut``), at a decode gap (a timestamp jump of more
+than 3 frame intervals) and at the end of each video; segments shorter than ``--min-segment``
+frames (default 5 = one window of 4 context frames + 1 target) are dropped. Frames are uint8
+(H, W, 3) here; the model's (B, T, C, H, W) floats in [-1, 1] are made later by
+``framegan.frames.to_model``.
 
 Sidecars (``framegan.actions``): ``<stem>.actions.npy`` beside a video (or ``--actions FILE`` for
 a single video; ``--actions none`` ignores them) gives the action pressed after each video frame,
@@ -44,29 +45,15 @@ from tqdm import tqdm
 from framegan import actions as sidecars
 from framegan.cli import Parser, add_threads, run_main, set_threads
 from framegan.preprocess import Preprocess, PreprocessError
+from framegan.scenecut import SCENE_THRESHOLD, SceneCuts
 from framegan.store import StoreError, StoreWriter
 from framegan.video import Frame, VideoError, VideoInfo, VideoReader, probe
 
-# Measured with 16x16 RGB thumbnails: consecutive frames of the sample game and of the scrolling
-# benchmark video differ by at most 0.016, the sample game's episode cuts by at least 0.13.
-SCENE_THRESHOLD = 0.05
 STATIC_TOLERANCE = 4   # frames whose pixels all differ by at most this (uint8) count as identical
 
 
 class ExtractError(ValueError):
     """Bad extraction arguments; one line."""
-
-
-def _thumbnail(image: np.ndarray) -> np.ndarray:
-    # Small enough that moving sprites barely register; RGB because a cut between similar
-    # layouts often shows as a colour change only.
-    return cv2.resize(image, (16, 16), interpolation=cv2.INTER_AREA)
-
-
-def _difference(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean absolute difference of two uint8 images on a 0-1 scale (cv2.norm: one C call, the
-    numpy spelling costs more per frame than the whole thumbnail)."""
-    return cv2.norm(a, b, cv2.NORM_L1) / (a.size * 255.0)
 
 
 @dataclass
@@ -256,9 +243,8 @@ def extract(videos: list[str | Path], out: str | Path | None = None, *, size=64,
         for video, car in zip(videos, cars):
             writer.name_actions(car.names)
             reader = prep.iter_video(video, start=start, end=end, fps=fps)
-            align = Alignment(video, car, reader, start)
-
-            last = last_thumb = pending = None  # pending: kept last, stored once its action is known
+            align, scenes = Alignment(video, car, reader, start), SceneCuts(scene_threshold)
+            last = pending = None  # pending: kept last, stored once its action is known
             for frame in reader:
                 bar.update()
                 s, episode = align.next(frame)
@@ -267,16 +253,15 @@ def extract(videos: list[str | Path], out: str | Path | None = None, *, size=64,
                     align.merge(s)
                     static += 1
                     continue
-                thumb = _thumbnail(frame.image) if scene_threshold > 0 else None
-                cut = episode or frame.gap or (last_thumb is not None and
-                                               _difference(thumb, last_thumb) > scene_threshold)
+                # detect before the other reasons for a cut: it must see every stored frame
+                cut = scenes.detect(frame.image) or episode or frame.gap
                 if pending is not None:
                     _store(writer, video, pending, align.action_before(s))
                 if cut:
                     writer.cut()
                 pending = frame
                 align.keep(s)
-                last, last_thumb = frame.image, thumb
+                last = frame.image
             if pending is not None:
                 _store(writer, video, pending, align.action_at_end())
             writer.cut()
@@ -316,8 +301,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--start", type=float, help="seconds from the start of each video")
     p.add_argument("--end", type=float, help="stop at this many seconds into each video")
     p.add_argument("--scene-threshold", type=float, default=SCENE_THRESHOLD,
-                   help=f"thumbnail difference (0-1) that starts a new segment; 0 disables "
-                        f"(default {SCENE_THRESHOLD})")
+                   help=f"scene change that starts a new segment: how badly the previous frame "
+                        f"explains a frame after motion search, against an unrelated picture of the "
+                        f"same texture (about 1); lower cuts more; 0 disables (default "
+                        f"{SCENE_THRESHOLD})")
     p.add_argument("--min-segment", type=int, default=5,
                    help="drop segments shorter than this many frames (default 5)")
     p.add_argument("--drop-static", action="store_true",

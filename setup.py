@@ -28,7 +28,9 @@ setup(
         # The default inference backend on CPUs (rollout, evaluate, play): ONNX Runtime ran the default G
         # 1.8-3.2x faster than torch eager fp32 at batch 1 (benchmarks/rollout_speed.py). onnx: the
         # exporter's graph edits; onnxscript: torch's dynamo exporter, the fallback exporter.
-        "onnxruntime>=1.32",
+        # Below 1.29: 1.29.0-1.32.0 (checked) start a telemetry SDK at import that writes a session
+        # file (.ses) and a mat-debug-<pid>.log into the user's temp directory; 1.20-1.28 write nothing.
+        "onnxruntime>=1.20,<1.29",
         "onnx>=1.23",
         "onnxscript>=0.7",
     ],

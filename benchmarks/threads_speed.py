@@ -1,7 +1,7 @@
 """1 vs 2 intra-op threads: batch-1 rollout (as ``python -m framegan.rollout`` runs it) and a default
 training step, interleaved in one run so that load from other jobs hits both alike. Prints best,
 median and worst of ``--repeats`` timings and the load average, since the answer depends on it
-(the default of ``--threads``, ``framegan.cli.DEFAULT_THREADS``, comes from this script).
+(the default of ``--threads`` in ``framegan.cli`` comes from this script).
 
     python benchmarks/threads_speed.py [--repeats 8] [--threads 1 2]
 """

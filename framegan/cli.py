@@ -11,15 +11,6 @@ import os
 import sys
 from collections.abc import Callable
 
-# One intra-op thread unless told otherwise: benchmarks/threads_speed.py on the 2-core machine this
-# was built on, 1 vs 2 threads interleaved, best of 8 (it was never idle: other jobs kept 2-10
-# processes runnable): batch-1 rollout 234 vs 20 frames/s, a default train step 0.69 vs 2.1 s (load
-# 3.6); 152 vs 19 frames/s, 0.99 vs 2.2 s (load 4-7); 130 vs 16 frames/s, 1.1 vs 4.0 s (load 10).
-# Two threads need both cores free: with anything else running they wait on each other at every
-# op (rollout fell to 1-2 frames/s), while on an idle machine a second thread can at best halve
-# the time. Raise it with --threads on an idle many-core machine.
-DEFAULT_THREADS = 1
-
 
 class UsageError(ValueError):
     """Bad command-line input; reported as ``error: <message>`` (one line), exit code 2."""
@@ -44,18 +35,24 @@ def positive(text: str) -> int:
 
 def add_threads(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=positive, default=None,
-                        help=f"CPU threads for torch (and OpenCV) (default: $OMP_NUM_THREADS if set, "
-                             f"else {DEFAULT_THREADS}; torchrun sets 1 per process)")
+                        help="CPU threads for torch (and OpenCV) (default: $OMP_NUM_THREADS if set, "
+                             "else every CPU this process may use; use 1 on a busy machine)")
 
 
+# Default: every CPU this process may use. benchmarks/threads_speed.py on the idle 2-core Xeon
+# (AVX-512 + AMX) this was built on, 1 vs 2 threads interleaved, best of 5: a default train step
+# 0.59 vs 0.36 s (1.63x), batch-1 rollout 244 vs 274 frames/s (1.12x). A user's machine is
+# usually idle. On a machine where other jobs keep the cores busy two threads wait on each other
+# at every op (the same script under load 4-7: train step 0.99 vs 2.2 s, rollout 152 vs 19
+# frames/s): pass --threads 1 there (the torchrun tests run 1 thread per rank).
 def set_threads(n: int | None, opencv: bool = False) -> int:
     """Intra-op threads for torch (and OpenCV's pool if ``opencv``); ``None``: $OMP_NUM_THREADS,
-    else ``DEFAULT_THREADS`` capped at the CPUs this process may use. A command that has not
-    imported torch (extract) does not pay for importing it here."""
+    else every CPU this process may use. A command that has not imported torch (extract) does not
+    pay for importing it here."""
     if n is None:
         env = os.environ.get("OMP_NUM_THREADS", "")
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        n = int(env) if env.isdigit() and int(env) > 0 else min(DEFAULT_THREADS, cpus)
+        n = int(env) if env.isdigit() and int(env) > 0 else cpus
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(n)
     else:

@@ -55,8 +55,10 @@ import torch
 from einops import rearrange, repeat
 
 from framegan import websocket
+from framegan.cli import Parser, UsageError, add_threads, set_threads
 from framegan.frames import to_model, to_pixels
-from framegan.rollout import Parser, UsageError, context_from_store, context_from_video
+from framegan.inference import BACKENDS, BackendError, predictor, prepare
+from framegan.rollout import context_from_store, context_from_video
 
 HOST = "127.0.0.1"           # never 0.0.0.0: the page runs a model on this machine for this user
 BYE_GRACE_S = 3.0            # a reload sends /bye then loads the page again within this time
@@ -152,12 +154,9 @@ def choose(controls: Sequence[Control], held: Sequence[str]) -> Control | None:
 
 
 # ----------------------------------------------------------------------------- the game
-def predict(G: torch.nn.Module, window: torch.Tensor, z: torch.Tensor | None,
-            action: torch.Tensor | None) -> torch.Tensor:
-    """The one call into G: window ``(1, K, C, H, W)`` -> next frame ``(1, C, H, W)`` in [-1, 1].
-
-    Plain fp32 eager under ``no_grad``; framegan.inference (fast backends) will replace this body.
-    """
+def predict(G, window: torch.Tensor, z: torch.Tensor | None, action: torch.Tensor | None) -> torch.Tensor:
+    """The one call into G (a ``framegan.inference.Predictor``: ONNX Runtime on CPUs by default):
+    window ``(1, K, C, H, W)`` -> next frame ``(1, C, H, W)`` in [-1, 1]."""
     with torch.no_grad():
         return G(window, z, action).float().clamp(-1.0, 1.0)
 
@@ -573,7 +572,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--no-browser", action="store_true", help="only print the URL")
     ap.add_argument("--fps", type=float, default=None,
                     help="frames per second (default: the store's; 0 = as fast as possible)")
-    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    ap.add_argument("--backend", choices=BACKENDS, default="auto",
+                    help="inference backend (auto: the fastest measured for batch 1; see framegan.inference)")
+    add_threads(ap)
     ap.add_argument("--seed", type=int, default=None, help="noise seed (default: a fresh one)")
     ap.add_argument("--idle-timeout", type=float, default=IDLE_TIMEOUT_S,
                     help="stop when the page has sent nothing for this many seconds (0 = never)")
@@ -582,8 +583,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         raise UsageError(f"--port must be 0..65535, got {args.port}")
     if args.fps is not None and args.fps < 0:
         raise UsageError(f"--fps must be >= 0, got {args.fps}")
-    if args.threads is not None and args.threads < 1:
-        raise UsageError(f"--threads must be >= 1, got {args.threads}")
     for name in ("segment", "start"):
         if getattr(args, name) is not None and getattr(args, name) < 0:
             raise UsageError(f"--{name} must be >= 0, got {getattr(args, name)}")
@@ -605,14 +604,19 @@ def run(args: argparse.Namespace) -> str:
     """Serve until the page is gone; returns why the server stopped."""
     from framegan.checkpoint import load_generator
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     G, cfg, store_info = load_generator(args.checkpoint, "cpu")
+    try:
+        G = predictor(prepare(G, "cpu"), args.backend, "auto", checkpoint=args.checkpoint)
+    except BackendError as e:
+        raise UsageError(str(e)) from None
     context, context_fps, where = load_context(args.context, cfg, store_info, G.context, args.segment, args.start)
     fps = args.fps if args.fps is not None else float(store_info.get("fps") or context_fps)
     game = make_game(G, cfg, store_info, context, args.seed)
     predict(G, game.window, G.sample_z(1) if G.z_dim else None,
-            torch.zeros(1, dtype=torch.long) if G.num_actions else None)  # warm-up: oneDNN picks kernels
+            torch.zeros(1, dtype=torch.long) if G.num_actions else None)  # warm-up: ONNX export / kernels
+    for note in G.notes:
+        print(f"note: {note}", flush=True)
     server, note = bind(game, args.port, fps=fps, title=f"framegan play: {Path(args.checkpoint).name}",
                         idle_timeout=args.idle_timeout, video_fps=fps or context_fps)
     try:

@@ -168,3 +168,13 @@ def test_relaxed_best_of_k_adds_a_small_pull_on_the_other_samples():
     assert L.best_of_k(per[:1], relax=0.1).item() == pytest.approx(2.5)  # k = 1: plain mean
     first = torch.tensor([[0.5, 1.0], [2.0, 0.5]])  # the losers (row 1 col 0, row 0 col 1) pull on these
     assert L.best_of_k(per, relax=0.1, relax_losses=first).item() == pytest.approx((1 + 0.2 + 2 + 0.1) / 2)
+
+
+def test_relax_weight_decays_to_zero_by_the_given_fraction_of_training():
+    from framegan import engine
+    from framegan.config import load_config
+
+    constant = load_config(None, ["loss.variety_relax=0.5", "train.steps=100"])
+    assert [engine.relax_weight(constant, s) for s in (0, 50, 99)] == [0.5, 0.5, 0.5]
+    evolving = load_config(None, ["loss.variety_relax=0.5", "loss.variety_relax_until=0.8", "train.steps=100"])
+    assert [engine.relax_weight(evolving, s) for s in (0, 40, 80, 99)] == pytest.approx([0.5, 0.25, 0.0, 0.0])

@@ -36,10 +36,10 @@ import numpy as np
 import psutil
 import torch
 
-from framegan.checkpoint import load_generator, save_checkpoint
+from framegan.checkpoint import save_checkpoint
 from framegan.config import load_config, to_dict
 from framegan.nets import build_generator, count_params
-from framegan.play import load_context, make_game
+from framegan.play import load_context, load_model, make_game
 from framegan.sample_game import episodes
 from framegan.store import StoreWriter
 
@@ -91,7 +91,7 @@ def server_only(ckpt: Path, context: str | None, threads: int, seconds: float) -
     several times slower called from the main thread than from a worker thread (each thread gets its
     own OpenMP team), so the main thread would not stand for the server."""
     torch.set_num_threads(threads)
-    G, cfg, info = load_generator(ckpt)
+    G, cfg, info = load_model(ckpt)  # the backend play itself runs (auto: ONNX Runtime at batch 1)
     ctx, _, _ = load_context(context, cfg, info, G.context, None, None)
     game = make_game(G, cfg, info, ctx, seed=0)
     result = []
@@ -191,12 +191,12 @@ def main(argv=None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="play-bench-") as tmp:
         ckpt = Path(args.checkpoint) if args.checkpoint else build_default(Path(tmp))[0]
-        G, _, info = load_generator(ckpt)
+        G, _, info = load_model(ckpt)
         h, w = info.get("size", ["?", "?"])
         print(cpu_line())
         print(f"model: {'default config + model.actions=18, random weights' if not args.checkpoint else ckpt}; "
-              f"{count_params(G) / 1e6:.2f} M params, {h}x{w}, K={G.context}, {G.num_actions} actions, "
-              f"fp32 eager at batch 1 (framegan.play.predict)")
+              f"{count_params(G.G) / 1e6:.2f} M params, {h}x{w}, K={G.context}, {G.num_actions} actions, "
+              f"{G.describe(1)} at batch 1 (what framegan.play runs)")
         print(f"load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
 
         configs = [(n, f) for n in args.threads for f in args.fps]

@@ -80,11 +80,16 @@ def _to_device(obj, device: torch.device):
 
 
 def checkpoint_config(state: dict, path: str | Path = "checkpoint") -> Config:
-    """The training config stored in a checkpoint."""
+    """The training config stored in a checkpoint. A run always stores ``model.actions`` resolved;
+    a checkpoint from before action input existed has no such key (it reads as -1, auto) and had
+    no action input, which is what the count of its stored action values (none) says."""
     try:
-        return from_dict(state["config"])
+        cfg = from_dict(state["config"])
     except (KeyError, ConfigError) as e:
         raise CheckpointError(f"{path}: stored config is unusable ({e})") from None
+    if cfg.model.actions < 0:
+        cfg.model.actions = len(((state.get("store") or {}).get("actions") or {}).get("values") or [])
+    return cfg
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu", ema: bool = True):
@@ -97,6 +102,20 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", ema: bo
     key = "G_ema" if ema and "G_ema" in state else "G"
     load_weights(G, state[key], f"{path} [{key}]")
     return G.to(device).eval(), cfg, state.get("store", {})
+
+
+def load_inverse(path: str | Path, device: str | torch.device = "cpu"):
+    """The inverse model q(class | context, frame) of a latent-action checkpoint (eval mode), or
+    None when the run trained none."""
+    from framegan.nets.inverse import InverseModel
+
+    state = load_checkpoint(path)
+    cfg = checkpoint_config(state, path)
+    if "Q" not in state or not cfg.model.z_classes:
+        return None
+    Q = InverseModel(cfg.data.context, cfg.model.z_classes)
+    load_weights(Q, state["Q"], f"{path} [Q]")
+    return Q.to(device).eval()
 
 
 def load_weights(module: torch.nn.Module, weights: dict, where: str) -> None:

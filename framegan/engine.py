@@ -199,6 +199,10 @@ def g_step(gan: GAN, cfg: Config, clip: torch.Tensor, step: int, reduce_grads=No
                           if k > 1 else per.mean())
         if classes is not None:
             winners = rearrange(classes, "(s b) -> s b", s=k).gather(0, per.detach().argmin(0, keepdim=True))[0]
+            # How decisive each win was: 0 where the samples tie (a step every class predicts
+            # alike, which most steps of most footage are), 1 where the runner-up was far off.
+            best, second = per.detach().topk(2, dim=0, largest=False).values
+            decisive = ((second - best) / (second + 1e-8)).clamp(0, 1)
     if lc.gdl_weight > 0:
         terms["g_gdl"] = lc.gdl_weight * losses.gdl(fake, real_k, lc.gdl_alpha)
     if lc.diversity_weight > 0:
@@ -215,30 +219,36 @@ def g_step(gan: GAN, cfg: Config, clip: torch.Tensor, step: int, reduce_grads=No
     out = {k_: v.detach() for k_, v in terms.items()}
     out.update(g_total=total.detach(), gnorm_g=gnorm.detach())
     if gan.Q is not None and classes is not None and "g_rec" in terms:
-        out.update(q_step(gan, ctx, clip[:, K], winners, step, reduce_grads))
+        out.update(q_step(gan, ctx, clip[:, K], winners, decisive, step, reduce_grads))
     return out
 
 
 def relax_weight(cfg: Config, step: int) -> float:
-    """The relax weight of best-of-k at ``step``. With ``loss.variety_relax_until`` it decays
-    linearly to 0 by that fraction of ``train.steps`` (evolving winner-takes-all, Makansi et al.
-    2019): early on every sample learns what all futures share (so no class is left untrained
-    where it never wins); later only the winner is pulled, so a class no longer keeps a faint copy
-    of the branch it lost to. Measured on the varied fork game (fresh contexts, 1000 steps): a
-    constant 0.5 gave 69.5 % sharp frames and 30.5 % split, the decay to 0 by step 800 98.4 % / 0 %."""
+    """The relax weight of best-of-k at ``step``. With ``loss.variety_relax_steps`` it decays
+    linearly to 0 over those steps (evolving winner-takes-all, Makansi et al. 2019): early on every
+    sample learns what all futures share (so no class is left untrained where it never wins);
+    later only the winner is pulled, so a class no longer keeps a faint copy of the branch it lost
+    to. Measured on the varied fork game (fresh contexts, 1000 steps): a constant 0.5 gave 69.5 %
+    sharp frames and 30.5 % split, the decay to 0 by step 800 98.4 % / 0 %. A step count, not a
+    share of train.steps, so a resume with more steps keeps the schedule."""
     lc = cfg.loss
-    if lc.variety_relax_until <= 0:
+    if lc.variety_relax_steps <= 0:
         return lc.variety_relax
-    return lc.variety_relax * max(0.0, 1.0 - step / (lc.variety_relax_until * cfg.train.steps))
+    return lc.variety_relax * max(0.0, 1.0 - step / lc.variety_relax_steps)
 
 
-def q_step(gan: GAN, ctx: torch.Tensor, real: torch.Tensor, winners: torch.Tensor, step: int,
-           reduce_grads=None) -> dict:
+def q_step(gan: GAN, ctx: torch.Tensor, real: torch.Tensor, winners: torch.Tensor, decisive: torch.Tensor,
+           step: int, reduce_grads=None) -> dict:
     """Inverse-model phase: q(class | context, real next frame) learns the class whose sample won
-    best-of-k on this window, i.e. the latent action that explains the real step."""
+    best-of-k on this window, i.e. the latent action that explains the real step. Each window
+    counts by how ``decisive`` (0..1) its win was: where every class drew the same frame the
+    winner is a coin toss, and on the fork game such ties (most windows) taught an unweighted q
+    to answer one class for everything (measured: q gave class 1 for 100 % of real steps and
+    for G's own class-0 samples)."""
     with autocast(gan):
         logits = gan.Q(ctx, real).float()
-    terms = {"q_ce": torch.nn.functional.cross_entropy(logits, winners)}
+    ce = torch.nn.functional.cross_entropy(logits, winners, reduction="none")
+    terms = {"q_ce": (ce * decisive).sum() / decisive.sum().clamp(min=1e-8)}
     total, _ = optimize(gan, gan.Q, gan.opt_q, terms, step, "Q", reduce_grads)
     return {"q_ce": total.detach(), "q_acc": (logits.argmax(1) == winners).float().mean()}
 

@@ -117,6 +117,8 @@ def evaluate_models(models: dict, dataset, horizon: int, samples: int = 1, seed:
         items = [dataset[i] for i in batch]
         clip = torch.stack([frames for frames, _ in items])
         acts = torch.stack([a for _, a in items])[:, K - 1:K - 1 + horizon]  # (B, T) keys of each step
+        if keyed and (acts < 0).any():
+            raise ValueError(f"models {keyed} play recorded actions, but these windows have none")
         ctx, truth = clip[:, :K], clip[:, K:K + horizon]
         last = ctx[:, -1]
         mask = metrics.moving_mask(repeat(last, "b c h w -> b t c h w", t=horizon), truth)
@@ -154,6 +156,56 @@ def evaluate_models(models: dict, dataset, horizon: int, samples: int = 1, seed:
         if shuffled_err.get(name):
             results["models"][name].update(_controllability(results["models"][name], shuffled_err[name], n_moving))
     return results
+
+
+DECISIVE = 0.25  # [0, 1] scale: some pixel differs this much between two classes' predictions
+
+
+@torch.no_grad()
+def latent_report(Q, G, dataset, windows: list[int], seed: int = 0, batch_size: int = 32) -> dict:
+    """How a latent-action model's classes (``model.z_classes``) are used, through its inverse
+    model q(class | context, next frame), on the *decisive* steps: those where G's predictions
+    for two classes differ somewhere by more than ``DECISIVE`` (elsewhere every class draws the
+    same frame and a class means nothing):
+
+    - ``decisive``: the share of steps that are;
+    - ``usage``: the share of decisive real steps q labels with each class;
+    - ``identifiable``: per class c, how often q gives c back for G's own sample drawn with c;
+    - with recorded keys, ``purity``: the share of decisive real steps whose key is the most
+      common key of their class (1 = every class stands for one key in every context), beside
+      ``chance``: the most common key's share, what one class for everything would score.
+    """
+    K, C = dataset.context, Q.classes
+    gen = torch.Generator().manual_seed(seed)
+    labels, keys, hits, seen, total = [], [], torch.zeros(C), 0, 0
+    for i in range(0, len(windows), batch_size):
+        items = [dataset[j] for j in windows[i:i + batch_size]]
+        clip = torch.stack([f for f, _ in items])
+        acts = torch.stack([a for _, a in items])[:, K - 1]
+        ctx, real = clip[:, :K], clip[:, K]
+        a = acts if G.num_actions else None
+        preds = torch.stack([G(ctx, G.sample_z(len(ctx), generator=gen, classes=torch.full((len(ctx),), c)), a)
+                             for c in range(C)])                                  # (C, B, C, H, W)
+        gap = reduce(preds.amax(0) - preds.amin(0), "b ch h w -> b", "max") / 2  # [0, 1] scale
+        decisive = gap > DECISIVE
+        total += len(ctx)
+        if not decisive.any():
+            continue
+        seen += int(decisive.sum())
+        labels.append(Q(ctx[decisive], real[decisive]).argmax(1))
+        keys.append(acts[decisive])
+        for c in range(C):
+            hits[c] += (Q(ctx[decisive], preds[c][decisive]).argmax(1) == c).sum()
+    out = {"classes": C, "steps": total, "decisive": seen / max(total, 1)}
+    if not seen:
+        return out
+    labels, keys = torch.cat(labels), torch.cat(keys)
+    out.update(usage=(torch.bincount(labels, minlength=C) / seen).tolist(), identifiable=(hits / seen).tolist())
+    if (keys >= 0).all():
+        table = torch.zeros(C, int(keys.max()) + 1)
+        table.index_put_((labels, keys), torch.ones(seen), accumulate=True)
+        out.update(purity=float(table.amax(1).sum() / seen), chance=float(table.sum(0).max() / seen))
+    return out
 
 
 def _other_actions(a: torch.Tensor, n: int) -> torch.Tensor:
@@ -283,6 +335,17 @@ def format_table(results: dict) -> str:
                 rows.append(row(f"  {name} ({best} of {s})", m[key]["best"]))
     rows += ["", "diversity (mean pairwise L1, [0,1] scale)", head]
     rows += [row(f"  {name}", m["diversity"]) for name, m in results["models"].items()]
+    for name, m in results["models"].items():
+        if "latent" in m:
+            lat = m["latent"]
+            rows += ["", f"latent actions of {name}: {lat['decisive']:.1%} of {lat['steps']} steps are decisive "
+                     f"(the classes' predictions differ by > {DECISIVE:.2f} somewhere)"]
+            if "usage" in lat:
+                usage, known = (" ".join(f"{u:.2f}" for u in lat[k]) for k in ("usage", "identifiable"))
+                rows += [f"  class usage (inverse model q on the real steps) {usage}",
+                         f"  q recognises G's own class-c samples {known}"]
+            if "purity" in lat:
+                rows.append(f"  key purity of the classes {lat['purity']:.3f} (one class for all: {lat['chance']:.3f})")
     keyed = {name: m for name, m in results["models"].items() if "delta_psnr" in m}
     if keyed:
         rows += ["", "controllability: delta-PSNR dB = PSNR with the recorded keys - with another window's "
@@ -407,7 +470,7 @@ def parse_args(argv=None):
 
 
 def run(args) -> dict:
-    from framegan.checkpoint import load_generator
+    from framegan.checkpoint import load_generator, load_inverse
     from framegan.data import ClipDataset
     from framegan.store import open_store
 
@@ -450,6 +513,11 @@ def run(args) -> dict:
     backend, precision = predict.describe(args.batch * (args.samples if predict.z_dim > 0 else 1)).split()
     results.update(data=str(args.data), split=args.split, checkpoint=str(args.checkpoint),
                    baselines=[str(b) for b in args.baseline], precision=precision, backend=backend)
+    for name, path in zip(list(models)[:-1], [args.checkpoint, *args.baseline]):  # copy-last is last
+        Q = load_inverse(path, device)
+        if Q is not None:
+            results["models"][name]["latent"] = latent_report(
+                Q, models[name], dataset, pick_windows(len(dataset), args.max_windows), args.seed)
     print(f"{results['windows']} {args.split} windows of {args.data} (K={K}, T={args.horizon}), "
           f"seed {args.seed}, {results['backend']} {results['precision']}; moving area: change > "
           f"{round(metrics.MOVING_THRESHOLD * 255)}/255 from the last context frame")

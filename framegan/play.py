@@ -600,16 +600,21 @@ def describe(game: Game) -> str:
     return "no actions: z is drawn afresh every frame"
 
 
-def run(args: argparse.Namespace) -> str:
-    """Serve until the page is gone; returns why the server stopped."""
+def load_model(checkpoint: str | Path, backend: str = "auto"):
+    """(G behind the inference backend play runs, config, store info) of a checkpoint."""
     from framegan.checkpoint import load_generator
 
-    set_threads(args.threads)
-    G, cfg, store_info = load_generator(args.checkpoint, "cpu")
+    G, cfg, store_info = load_generator(checkpoint, "cpu")
     try:
-        G = predictor(prepare(G, "cpu"), args.backend, "auto", checkpoint=args.checkpoint)
+        return predictor(prepare(G, "cpu"), backend, "auto", checkpoint=checkpoint), cfg, store_info
     except BackendError as e:
         raise UsageError(str(e)) from None
+
+
+def run(args: argparse.Namespace) -> str:
+    """Serve until the page is gone; returns why the server stopped."""
+    set_threads(args.threads)
+    G, cfg, store_info = load_model(args.checkpoint, args.backend)
     context, context_fps, where = load_context(args.context, cfg, store_info, G.context, args.segment, args.start)
     fps = args.fps if args.fps is not None else float(store_info.get("fps") or context_fps)
     game = make_game(G, cfg, store_info, context, args.seed)

@@ -142,9 +142,11 @@ def restore(gan: engine.GAN, state: dict, where: str, d: distributed.Dist, seed:
     gan.opt_g.load_state_dict(state["opt_g"])
     gan.opt_d.load_state_dict(state["opt_d"])
     gan.scaler.load_state_dict(state["scaler"])
-    if gan.Q is not None:
+    if gan.Q is not None and "Q" in state:
         load_weights(gan.Q, state["Q"], f"{where} [Q]")
         gan.opt_q.load_state_dict(state["opt_q"])
+    elif gan.Q is not None and d.main:  # a run from before the inverse model existed
+        print(f"note: {where} holds no inverse model: it starts untrained here")
     step = int(state["step"])
     rngs = state["rng"] if isinstance(state["rng"], list) else [state["rng"]]  # a dict before torchrun resume
     if len(rngs) != d.world:  # another process count: same batches per step, not the same draws
@@ -276,7 +278,7 @@ def train(cfg: Config) -> Path:
 
 def _train(cfg: Config, d: distributed.Dist) -> Path:
     from framegan.data import ClipDataset
-    from framegan.store import open_store
+    from framegan.store import StoreError, open_store
 
     t, K = cfg.train, cfg.data.context
     device = resolve_device(t.device, f"train.device={t.device}", d.local_rank if d.enabled else None)
@@ -299,7 +301,13 @@ def _train(cfg: Config, d: distributed.Dist) -> Path:
         "names": store.action_names if cfg.model.actions else []}}
     ds_args = dict(context=K, stride=cfg.data.stride, val_fraction=cfg.data.val_fraction)
     train_ds = ClipDataset(store, horizon=cfg.data.horizon, split="train", **ds_args)  # flips: Batches
-    val_ds = ClipDataset(store, horizon=1, split="val", **ds_args)
+    try:
+        val_ds = ClipDataset(store, horizon=1, split="val", **ds_args)
+    except StoreError:  # too few or too short segments to hold any out: train on, say so
+        val_ds = []
+        if d.main:
+            print(f"note: {store.path} holds no validation window (data.val_fraction={cfg.data.val_fraction}); "
+                  "training without validation")
 
     G = build_generator(cfg.model, K).to(device)
     D = build_discriminator(cfg.model, K).to(device)

@@ -33,8 +33,9 @@ from pathlib import Path
 
 import torch
 
+from framegan.atomic import atomic_path
+from framegan.cli import Parser, UsageError, run_main
 from framegan.inference import EXPORTERS, export_onnx, input_names, onnx_available, weights_key
-from framegan.rollout import Parser, UsageError
 
 
 def parse_args(argv=None):
@@ -53,7 +54,7 @@ def parse_args(argv=None):
 
 
 def run(args) -> Path:
-    from framegan.checkpoint import load_checkpoint, load_generator
+    from framegan.checkpoint import load_generator
 
     if why := onnx_available():
         raise UsageError(f"cannot export: {why}")
@@ -64,7 +65,7 @@ def run(args) -> Path:
     m = 2 ** getattr(G, "depth", 0)
     if size[0] < m or size[1] < m or size[0] % m or size[1] % m:
         raise UsageError(f"--size {size[0]} {size[1]}: H and W must be positive multiples of {m} for this model")
-    actions = load_checkpoint(args.checkpoint).get("actions") or {}
+    actions = store_info.get("actions") or {}  # {"values": raw ids, "names": ...} (train.py)
     meta = {"framegan.z_cont": str(getattr(G, "z_cont", G.z_dim)),
             "framegan.z_classes": str(getattr(G, "z_classes", 0)),
             "framegan.z_dist": str(getattr(G, "z_dist", "gaussian")),
@@ -73,12 +74,17 @@ def run(args) -> Path:
             "framegan.fps": str(store_info.get("fps", "")),
             "framegan.key": weights_key(G, size)}
     t0 = time.perf_counter()
-    try:
-        exporter = export_onnx(G, args.out, size, args.exporter, meta)
-    except RuntimeError as e:
-        raise UsageError(str(e).splitlines()[0]) from None
-    seconds = time.perf_counter() - t0
-    diff = check(G, args.out, size)
+    with atomic_path(args.out) as tmp:  # --out appears only once onnxruntime has run the file
+        try:
+            exporter = export_onnx(G, tmp, size, args.exporter, meta)
+        except RuntimeError as e:
+            raise UsageError(str(e).splitlines()[0]) from None
+        seconds = time.perf_counter() - t0
+        try:
+            diff = check(G, tmp, size)
+        except Exception as e:  # noqa: BLE001 - onnxruntime's own errors (Fail, InvalidGraph, ...) are plain Exceptions
+            why = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise UsageError(f"{args.out}: onnxruntime cannot run the export ({why}); nothing written") from None
     shapes = {"x": f"[batch, {G.context}, {G.channels}, {size[0]}, {size[1]}] float32",
               "z": f"[batch, {G.z_dim}] float32", "action": f"[batch] int64 in [0, {G.num_actions})"}
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB, {exporter} exporter, {seconds:.1f} s)")
@@ -107,12 +113,7 @@ def check(G, path: Path, size: tuple[int, int]) -> float:
 def main(argv=None) -> int:
     from framegan.checkpoint import CheckpointError
 
-    try:
-        run(parse_args(argv))
-    except (UsageError, CheckpointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_main(lambda: run(parse_args(argv)), errors=(CheckpointError,))
 
 
 if __name__ == "__main__":

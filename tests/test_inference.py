@@ -302,17 +302,56 @@ def test_export_cli(tmp_path, capsys):
     assert not p.notes
 
 
-@pytest.mark.parametrize("case", ["missing-checkpoint", "bad-suffix", "bad-size", "no-onnx"])
+def test_export_cli_writes_the_store_actions(tmp_path, capsys):
+    """The action ids and names come from the checkpoint's store info (where train.py keeps them)."""
+    from framegan.checkpoint import save_checkpoint
+    from framegan.config import to_dict
+    from framegan.export import main
+
+    G = tiny_g(4, 3)
+    cfg = load_config(None, ["model.width=8", "model.depth=2", "model.z_dim=4", "model.actions=3",
+                             f"data.context={K}", "loss.variety_k=4"])
+    actions = {"values": [0, 3, 4], "names": ["NOOP", "RIGHT", "LEFT"]}
+    store = {"size": [SIZE, SIZE], "crop": "none", "fps": 10.0, "actions": actions}
+    ckpt = tmp_path / "last.pt"
+    save_checkpoint(ckpt, {"step": 0, "config": to_dict(cfg), "G": G.state_dict(), "G_ema": G.state_dict(),
+                           "store": store})
+    out = tmp_path / "g.onnx"
+    assert main(["--checkpoint", str(ckpt), "--out", str(out)]) == 0
+    assert "action [batch] int64 in [0, 3)" in capsys.readouterr().out
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    meta = session.get_modelmeta().custom_metadata_map
+    assert meta["framegan.num_actions"] == "3" and meta["framegan.fps"] == "10.0"
+    assert json.loads(meta["framegan.action_values"]) == [0, 3, 4]
+    assert json.loads(meta["framegan.action_names"]) == ["NOOP", "RIGHT", "LEFT"]
+    x, z, a = inputs(G, 3)
+    with torch.no_grad():
+        ref = G(x, z, a).numpy()
+    got = session.run(["frame"], {"x": x.numpy(), "z": z.numpy(), "action": a.numpy()})[0]
+    assert np.abs(got - ref).max() < 1e-3
+
+
+@pytest.mark.parametrize("case", ["missing-checkpoint", "bad-suffix", "bad-size", "no-onnx", "unwritable-out",
+                                  "onnxruntime-fails", "bad-option"])
 def test_export_cli_errors_are_one_line(tmp_path, capsys, monkeypatch, case):
+    from onnxruntime.capi.onnxruntime_pybind11_state import Fail
+
     from framegan import export
 
     ckpt = make_checkpoint(tmp_path / "last.pt")
     args = {"missing-checkpoint": ["--checkpoint", str(tmp_path / "nope.pt")],
             "bad-suffix": ["--checkpoint", str(ckpt), "--out", str(tmp_path / "g.txt")],
             "bad-size": ["--checkpoint", str(ckpt), "--size", "15", "16"],
-            "no-onnx": ["--checkpoint", str(ckpt)]}[case]
+            "no-onnx": ["--checkpoint", str(ckpt)],
+            "unwritable-out": ["--checkpoint", str(ckpt), "--out", str(ckpt / "g.onnx")],  # under a file
+            "onnxruntime-fails": ["--checkpoint", str(ckpt)],
+            "bad-option": ["--checkpoint", str(ckpt), "--size", "x", "16"]}[case]
     if case == "no-onnx":
         monkeypatch.setattr(export, "onnx_available", lambda: "onnxruntime not installed")
+    if case == "onnxruntime-fails":
+        def fail(*a, **k):
+            raise Fail("[ONNXRuntimeError] : 1 : FAIL : Load model failed\nsecond line")
+        monkeypatch.setattr(ort, "InferenceSession", fail)
     assert export.main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1, err

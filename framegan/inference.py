@@ -118,7 +118,7 @@ def onnx_available() -> str | None:
     import importlib.util
 
     missing = [m for m in ("onnxruntime", "onnx") if importlib.util.find_spec(m) is None]
-    return f"{' and '.join(missing)} not installed (pip install 'framegan[onnx]')" if missing else None
+    return f"{' and '.join(missing)} not installed (framegan requires them: pip install -e .)" if missing else None
 
 
 def input_names(G) -> list[str]:
@@ -492,12 +492,15 @@ def check_actions(actions, num_actions: int, batch: int, horizon: int, device) -
 
 
 def autoregress(predict: Predictor, context: torch.Tensor, horizon: int, samples: int = 1,
-                generator: torch.Generator | None = None, actions=None) -> torch.Tensor:
+                generator: torch.Generator | None = None, actions=None,
+                z: torch.Tensor | None = None) -> torch.Tensor:
     """Contexts ``(B, K', C, H, W)`` (K' >= K; the last K are used) -> futures ``(B, S, T, C, H, W)``
     float32 in [-1, 1] on G's device. Each of the S samples keeps one z (from ``generator``) for
     its whole future; the prediction is appended to the window and fed back, T times. ``actions``
     ``(B, T)``: the action index for predicted step t is ``actions[:, t]`` (shared by the S
-    samples); required when the model has actions, ignored otherwise."""
+    samples); required when the model has actions, ignored otherwise. ``z`` ``(B*S, z_dim)``,
+    rows ordered batch-major (row ``b*S + s`` is sample s of context b): this noise instead of
+    drawing it (e.g. a fixed noise class); ignored when the model takes no noise."""
     K = predict.context
     if context.shape[1] < K:
         raise ValueError(f"context has {context.shape[1]} frames, the model needs {K}")
@@ -509,7 +512,14 @@ def autoregress(predict: Predictor, context: torch.Tensor, horizon: int, samples
         a = repeat(a, "b t -> (b s) t", s=samples)
     # contiguous: repeat may return a stride-0 view, which would recompile a compiled G at step 2
     x = repeat(context[:, -K:].to(device, torch.float32), "b k c h w -> (b s) k c h w", s=samples).contiguous()
-    z = predict.sample_z(x.shape[0], device=device, generator=generator) if predict.z_dim > 0 else None
+    if predict.z_dim == 0:
+        z = None
+    elif z is None:
+        z = predict.sample_z(x.shape[0], device=device, generator=generator)
+    elif tuple(z.shape) != (x.shape[0], predict.z_dim):
+        raise ValueError(f"z must have shape ({x.shape[0]}, {predict.z_dim}), got {tuple(z.shape)}")
+    else:
+        z = z.to(device, torch.float32)
     future = []
     with predict.active():
         for t in range(horizon):

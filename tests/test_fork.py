@@ -211,8 +211,39 @@ def test_pipeline_end_to_end(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv", [["--samples", "0"], ["--game", "nope"], ["--horizon", "9"],
-                                  ["data.root=x"]])
+                                  ["data.root=x"], ["--contexts", "x"], ["--episodes", "1.5"], ["--seed"],
+                                  ["--no-such-option"]])
 def test_bad_arguments(capsys, argv):
     assert fork.main(argv) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error:") and len(err.strip().splitlines()) == 1
+    out, err = capsys.readouterr()
+    assert err.startswith("error:") and len(err.strip().splitlines()) == 1, err
+    assert not out and "usage:" not in err
+
+
+def test_fork_gif_shows_each_model_with_its_own_context(tmp_path, monkeypatch):
+    """The regression column comes from its own episode and K, not from the GAN's."""
+    from framegan import summaries
+
+    g = game.GAMES["default"]
+    reg_ep, gan_ep = fork.fork_contexts(g, 2, 4, seed=7)
+    assert reg_ep.frames[reg_ep.fork].tobytes() != gan_ep.frames[gan_ep.fork].tobytes()
+    T, H = 2, reg_ep.frames.shape[1]
+    reg = np.full((1, T, H, H, 3), 10, np.uint8)
+    gan = np.full((6, T, H, H, 3), 200, np.uint8)
+    shown = []
+    monkeypatch.setattr(summaries, "gif_bytes", lambda frames, fps: shown.append(frames) or b"GIF89a")
+    fork.fork_gif(tmp_path / "f.gif", (reg_ep, 2, reg), (gan_ep, 4, gan), upscale=1)
+    frames = shown[0]
+    assert len(frames) == 4 + T and (tmp_path / "f.gif").read_bytes() == b"GIF89a"
+    column = H + 2  # tile's gutter: pad=2
+    assert frames.shape[2] == 5 * column  # regression + 4 of the 6 GAN samples
+
+    def panel(t, c):
+        return frames[t, :H, c * column:c * column + H]
+
+    assert not panel(0, 0).any() and not panel(1, 0).any()  # K=2: black before its context
+    for t in range(4):
+        assert np.array_equal(panel(t, 1), gan_ep.frames[gan_ep.fork - 3 + t])
+    for t in (2, 3):
+        assert np.array_equal(panel(t, 0), reg_ep.frames[reg_ep.fork - 3 + t])
+    assert (panel(4, 0) == 10).all() and (panel(5, 4) == 200).all()

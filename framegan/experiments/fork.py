@@ -50,10 +50,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from einops import rearrange, reduce, repeat
+from einops import reduce, repeat
 
 from framegan import sample_game as game_mod
 from framegan.atomic import atomic_path
+from framegan.cli import Parser, UsageError, positive, run_main
 from framegan.frames import to_model, to_pixels
 from framegan.sample_game import GRID, Episode, ForkGame
 
@@ -210,17 +211,10 @@ class Tally:
 def sample_futures(G, context: torch.Tensor, horizon: int, z: torch.Tensor | None) -> np.ndarray:
     """Roll ``G`` out from one context (K, C, H, W) for each noise row of ``z`` (n, z_dim), or once
     for a deterministic G (z None): uint8 (n, T, H, W, 3)."""
-    from framegan.rollout import inference
+    from framegan.inference import autoregress, predictor
 
     n = 1 if z is None else len(z)
-    x = repeat(context[-G.context:].float(), "k c h w -> n k c h w", n=n)
-    steps = []
-    with inference(G):
-        for _ in range(horizon):
-            y = G(x, z).float().clamp(-1.0, 1.0)
-            steps.append(y)
-            x = torch.cat([x[:, 1:], rearrange(y, "n c h w -> n 1 c h w")], dim=1)
-    return to_pixels(torch.stack(steps, dim=1))
+    return to_pixels(autoregress(predictor(G, "torch"), context[None], horizon, n, z=z)[0])
 
 
 def contexts_of(episodes: list[Episode], K: int) -> list[np.ndarray]:
@@ -372,19 +366,21 @@ def train_model(config: str, out: Path, overrides: list[str]) -> Path:
     return run / "checkpoints" / "last.pt"
 
 
-def fork_gif(path: Path, ep: Episode, K: int, reg: np.ndarray, gan: np.ndarray, upscale: int = 3) -> None:
-    """Rows: context then the future. Columns: regression | 4 GAN samples."""
+def fork_gif(path: Path, reg: tuple[Episode, int, np.ndarray], gan: tuple[Episode, int, np.ndarray],
+             upscale: int = 3) -> None:
+    """Columns: regression | up to 4 GAN samples; rows: time. ``reg`` and ``gan``: (the model's first
+    scoring episode, its context length K, its futures uint8 (S, T, H, W, 3)); each column shows
+    its own K context frames, then its future, aligned at the fork (black before a shorter context)."""
     from framegan.summaries import gif_bytes, tile
 
-    frames = []
-    ctx = ep.frames[ep.fork + 1 - K: ep.fork + 1]
-    for t in range(K + reg.shape[1]):
-        if t < K:
-            cols = [ctx[t]] * (1 + min(4, gan.shape[0]))
-        else:
-            cols = [reg[0, t - K]] + [gan[s, t - K] for s in range(min(4, gan.shape[0]))]
-        frames.append(tile([np.stack(cols)], pad=2))
-    frames = np.stack(frames).repeat(upscale, 1).repeat(upscale, 2)
+    lead = max(reg[1], gan[1])
+    columns = []  # uint8 (lead + T, H, W, 3) each
+    for (ep, K, futures), n in ((reg, 1), (gan, min(4, len(gan[2])))):
+        ctx = ep.frames[ep.fork + 1 - K: ep.fork + 1]
+        before = np.zeros((lead - K, *ctx.shape[1:]), np.uint8)
+        columns += [np.concatenate([before, ctx, futures[s]]) for s in range(n)]
+    frames = np.stack([tile([np.stack([c[t] for c in columns])], pad=2) for t in range(len(columns[0]))])
+    frames = repeat(frames, "t h w c -> t (h u) (w v) c", u=upscale, v=upscale)
     with atomic_path(path) as tmp:
         tmp.write_bytes(gif_bytes(frames, fps=3))
 
@@ -412,72 +408,75 @@ def format_table(results: dict) -> str:
     return "\n".join(rows)
 
 
-def main(argv: list[str] | None = None) -> int:
-    from framegan.checkpoint import CheckpointError, load_generator
-    from framegan.store import StoreError
-
-    ap = argparse.ArgumentParser(prog="python -m framegan.experiments.fork", description=__doc__.splitlines()[0])
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = Parser(prog="python -m framegan.experiments.fork", description=__doc__.splitlines()[0])
     ap.add_argument("--game", default="default", help=f"fork game: {', '.join(game_mod.GAMES)}")
     ap.add_argument("--data", help="the game's training store (default data/fork_<game>; built when missing)")
-    ap.add_argument("--episodes", type=int, default=400, help="episodes in a store built here")
+    ap.add_argument("--episodes", type=positive, default=400, help="episodes in a store built here")
     ap.add_argument("--out", default="runs/fork", help="where runs, fork.json and fork.gif go")
     ap.add_argument("--gan", help="use this GAN checkpoint instead of training configs/fork.yaml")
     ap.add_argument("--regression", help="use this checkpoint instead of training configs/fork_regression.yaml")
-    ap.add_argument("--contexts", type=int, default=16, help="fresh fork contexts")
-    ap.add_argument("--samples", type=int, default=32, help="sampled futures per context (and per class)")
-    ap.add_argument("--horizon", type=int, default=3, help="predicted frames per rollout")
+    ap.add_argument("--contexts", type=positive, default=16, help="fresh fork contexts")
+    ap.add_argument("--samples", type=positive, default=32, help="sampled futures per context (and per class)")
+    ap.add_argument("--horizon", type=positive, default=3, help="predicted frames per rollout")
     ap.add_argument("--seed", type=int, default=1234, help="seed of the fresh episodes and the noise")
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for both trainings")
     args = ap.parse_args(argv)
-    problem = None
     if args.game not in game_mod.GAMES:
-        problem = f"--game {args.game!r}: not one of {', '.join(game_mod.GAMES)}"
-    elif min(args.contexts, args.samples, args.horizon, args.episodes) < 1:
-        problem = "--contexts, --samples, --horizon and --episodes must be >= 1"
-    elif args.horizon > game_mod.GAMES[args.game].after:
-        problem = (f"--horizon {args.horizon}: the {args.game} game renders "
-                   f"{game_mod.GAMES[args.game].after} frames after the fork")
-    elif any(o.startswith("data.root=") for o in args.overrides):
-        problem = "pass the training store as --data, not data.root="
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
+        raise UsageError(f"--game {args.game!r}: not one of {', '.join(game_mod.GAMES)}")
+    if args.horizon > game_mod.GAMES[args.game].after:
+        raise UsageError(f"--horizon {args.horizon}: the {args.game} game renders "
+                         f"{game_mod.GAMES[args.game].after} frames after the fork")
+    if any(o.startswith("data.root=") for o in args.overrides):
+        raise UsageError("pass the training store as --data, not data.root=")
+    return args
+
+
+def run(args: argparse.Namespace) -> None:
+    from framegan.checkpoint import load_generator
+
     game = game_mod.GAMES[args.game]
     out = Path(args.out)
     cfg_dir = Path(__file__).resolve().parents[2] / "configs"
-    try:
-        overrides = list(args.overrides)
-        if not (args.gan and args.regression):
-            data = ensure_game_store(Path(args.data or f"data/fork_{game.name}"), game, args.episodes)
-            overrides.append(f"data.root={data}")
-        out.mkdir(parents=True, exist_ok=True)
-        gan_ckpt = Path(args.gan) if args.gan else train_model(str(cfg_dir / "fork.yaml"), out, overrides)
-        reg_ckpt = (Path(args.regression) if args.regression
-                    else train_model(str(cfg_dir / "fork_regression.yaml"), out, overrides))
-        results = {"game": game.name, "branches": game.branch_names, "contexts": args.contexts,
-                   "horizon": args.horizon, "seed": args.seed, "models": {}}
-        vids = {}
-        for name, ckpt in (("regression", reg_ckpt), ("gan", gan_ckpt)):
-            G, cfg, _ = load_generator(ckpt)
-            K = cfg.data.context
+    overrides = list(args.overrides)
+    if not (args.gan and args.regression):
+        data = ensure_game_store(Path(args.data or f"data/fork_{game.name}"), game, args.episodes)
+        overrides.append(f"data.root={data}")
+    out.mkdir(parents=True, exist_ok=True)
+    gan_ckpt = Path(args.gan) if args.gan else train_model(str(cfg_dir / "fork.yaml"), out, overrides)
+    reg_ckpt = (Path(args.regression) if args.regression
+                else train_model(str(cfg_dir / "fork_regression.yaml"), out, overrides))
+    results = {"game": game.name, "branches": game.branch_names, "contexts": args.contexts,
+               "horizon": args.horizon, "seed": args.seed, "models": {}}
+    shown = {}  # model -> (first scoring episode, K, its futures) for fork.gif
+    for name, ckpt in (("regression", reg_ckpt), ("gan", gan_ckpt)):
+        G, cfg, _ = load_generator(ckpt)
+        K = cfg.data.context
+        try:
             eps = fork_contexts(game, args.contexts, K, args.seed)
-            fresh = check_fresh(contexts_of(eps, K), cfg.data.root, K)  # raises unless fresh
-            r = score_model(G, K, eps, args.samples, args.horizon, args.seed)
-            vids[name] = r.pop("videos")
-            results["models"][name] = {"checkpoint": str(ckpt), "z_classes": cfg.model.z_classes,
-                                       "fresh": fresh, **r}
-    except (CheckpointError, NotFresh, StoreError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        fresh = check_fresh(contexts_of(eps, K), cfg.data.root, K)  # raises unless fresh
+        r = score_model(G, K, eps, args.samples, args.horizon, args.seed)
+        shown[name] = (eps[0], K, r.pop("videos")[0])
+        results["models"][name] = {"checkpoint": str(ckpt), "z_classes": cfg.model.z_classes,
+                                   "fresh": fresh, **r}
     with atomic_path(out / "fork.json") as tmp:
         tmp.write_text(json.dumps(results, indent=2))
-    fork_gif(out / "fork.gif", eps[0], K, vids["regression"][0], vids["gan"][0])
+    fork_gif(out / "fork.gif", shown["regression"], shown["gan"])
     print(format_table(results))
     near = min(min(r["fresh"]["nearest_store_window"]) for r in results["models"].values())
     print(f"contexts checked fresh: none among the training windows; nearest store window {near:.1f} levels "
           f"(mean |difference| per pixel)")
     print(f"wrote {out / 'fork.json'} and {out / 'fork.gif'}")
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from framegan.checkpoint import CheckpointError
+    from framegan.store import StoreError
+    from framegan.video import VideoError
+
+    return run_main(lambda: run(parse_args(argv)), errors=(CheckpointError, NotFresh, StoreError, VideoError))
 
 
 if __name__ == "__main__":

@@ -35,6 +35,9 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
+from einops import repeat
+
+from framegan.cli import Parser, UsageError, run_main
 
 GRID = 64                        # reference grid; boxes are [x0, x1) x [y0, y1), x right, y down
 DISTRACTOR_TOP = 48              # distractors live in rows >= this; the character stays above
@@ -50,7 +53,9 @@ TRACKS = {
 # fork scorer's alpha, a projection on character - background, stays well conditioned) ...
 MIN_CHARACTER_DISTANCE = 140
 # ... and consecutive episodes' walls differ by this mean |delta| per channel: the walls fill most
-# of the frame, so a cut moves 16x16 thumbnails by > 0.1 (the extractor's threshold is 0.05).
+# of the frame, so a cut moves 16x16 thumbnails by > 0.1, past framegan.scenecut's colour gate
+# (0.03), and the new palette on a familiar layout is what its recolour test calls a cut (it found
+# 399/399 episode starts of the sample game, no false cut).
 MIN_WALL_CHANGE = 50
 
 
@@ -205,7 +210,7 @@ def draw_scene(game: ForkGame, rng: np.random.Generator, previous_wall=None) -> 
     layout[floor_mask(game, junction)] = floor
     if game.texture:  # 2x2-pixel grey noise, fixed for the episode
         noise = rng.integers(-game.texture, game.texture + 1, (GRID // 2, GRID // 2))
-        layout += noise.repeat(2, 0).repeat(2, 1)[..., None]
+        layout += repeat(noise, "h w -> (h 2) (w 2) 1")
     return Scene(junction, approach, phase, tuple(map(int, wall)), tuple(map(int, floor)),
                  layout.clip(0, 255).astype(np.uint8))
 
@@ -266,6 +271,7 @@ def write_sample_video(path: str | Path, n_episodes: int = 400, seed: int = 0, s
                        fps: float = 15.0, game: ForkGame | str = "default") -> dict:
     """Render ``n_episodes`` of ``game`` to an H.264 mp4 (yuv444p, near-lossless; see
     video.write_video), and the episode starts to ``<stem>.cuts.npy`` beside it."""
+    from framegan.actions import CUTS, sidecar
     from framegan.atomic import atomic_path
     from framegan.video import write_video
 
@@ -274,7 +280,8 @@ def write_sample_video(path: str | Path, n_episodes: int = 400, seed: int = 0, s
     eps = list(episodes(n_episodes, seed, size, game))
     write_video(path, (f for ep in eps for f in ep.frames), fps=fps)
     starts = np.cumsum([0] + [len(e.frames) for e in eps[:-1]]).astype(np.int64)
-    with atomic_path(path.with_suffix(".cuts.npy")) as tmp, open(tmp, "wb") as f:
+    # not actions.write_sidecars: that always writes a .actions.npy, and this game has no player input
+    with atomic_path(sidecar(path, CUTS)) as tmp, open(tmp, "wb") as f:
         np.save(f, starts)
     counts = np.bincount([e.branch for e in eps], minlength=len(game.branches))
     return {"path": str(path), "game": game.name, "episodes": n_episodes,
@@ -314,45 +321,41 @@ def build_sample_store(root: str | Path, n_episodes: int = 400, seed: int = 0,
     return root
 
 
-class _UsageError(ValueError):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line like every other error, not usage + error
-        raise _UsageError(message)
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = _Parser(prog="python -m framegan.sample_game",
-                 description="Write a fork game's gameplay to an mp4 (and its episode starts to .cuts.npy).")
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = Parser(prog="python -m framegan.sample_game",
+                description="Write a fork game's gameplay to an mp4 (and its episode starts to .cuts.npy).")
     ap.add_argument("out", nargs="?", help="output .mp4")
     ap.add_argument("--game", default="default", help=f"one of: {', '.join(GAMES)} (default: default)")
     ap.add_argument("--episodes", type=int, default=400)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--size", type=int, default=GRID, help="frame side in pixels")
     ap.add_argument("--list", action="store_true", help="list the games and exit")
-    try:
-        args = ap.parse_args(argv)
-        if not args.list:
-            if args.out is None:
-                ap.error("the output .mp4 is required (or --list)")
-            if args.game not in GAMES:
-                ap.error(f"--game {args.game!r}: not one of {', '.join(GAMES)}")
-            if args.episodes < 1 or args.size < 8:
-                ap.error("--episodes must be >= 1 and --size >= 8")
-    except _UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    args = ap.parse_args(argv)
+    if not args.list:
+        if args.out is None:
+            raise UsageError("the output .mp4 is required (or --list)")
+        if args.game not in GAMES:
+            raise UsageError(f"--game {args.game!r}: not one of {', '.join(GAMES)}")
+        if args.episodes < 1 or args.size < 8:
+            raise UsageError("--episodes must be >= 1 and --size >= 8")
+    return args
+
+
+def run(args: argparse.Namespace) -> None:
     if args.list:
         for name, g in GAMES.items():
             print(f"{name:<11} {len(g.branches)} branches ({', '.join(g.branch_names)}): {DESCRIPTIONS[name]}")
-        return 0
+        return
     info = write_sample_video(args.out, args.episodes, args.seed, args.size, game=args.game)
     shares = ", ".join(f"{k} {v:.2f}" for k, v in info["branch_share"].items())
     print(f"wrote {info['path']}: {info['game']} fork game, {info['episodes']} episodes, "
           f"{info['frames']} frames; branch share {shares}")
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from framegan.video import VideoError
+
+    return run_main(lambda: run(parse_args(argv)), errors=(VideoError,))
 
 
 if __name__ == "__main__":

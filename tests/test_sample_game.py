@@ -83,8 +83,10 @@ def test_cli_writes_video_for_any_game(tmp_path, capsys):
     assert game.main(["--list"]) == 0
     listed = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in listed] == list(game.GAMES)
-    for bad in (["x.mp4", "--episodes", "0"], ["x.mp4", "--game", "nope"], []):
+    (tmp_path / "file").write_text("")
+    for bad in (["x.mp4", "--episodes", "0"], ["x.mp4", "--game", "nope"], [], ["x.mp4", "--episodes", "x"],
+                ["x.mp4", "--nope"], [str(tmp_path / "file" / "g.mp4"), "--episodes", "1"]):
         assert game.main(bad) == 2
         err = capsys.readouterr().err
-        assert err.startswith("error:") and len(err.strip().splitlines()) == 1
+        assert err.startswith("error:") and len(err.strip().splitlines()) == 1, (bad, err)
     assert not (tmp_path / "x.mp4").exists()

@@ -26,7 +26,7 @@ episode restarts (``benchmarks/scenecut_quality.py``). Damage and pick-up screen
 drawn, as a player sees them (``flashes=False`` turns them off). When an episode ends the next
 one starts and recording goes on.
 
-Sidecars beside ``<out>`` (see ``CONTRACTS.md``):
+Sidecars beside ``<out>`` (the format: ``framegan.actions``'s docstring):
   ``<stem>.actions.npy``       int64 ``[N]``: ``actions[i]`` = the index into ``ACTIONS`` pressed
                                after recorded frame ``i`` (cut off by the reset where the episode
                                ends there);
@@ -37,7 +37,6 @@ Sidecars beside ``<out>`` (see ``CONTRACTS.md``):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -48,7 +47,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from framegan.atomic import atomic_path
+from framegan.actions import ACTIONS as ACTIONS_FILE
+from framegan.actions import CUTS, NAMES, sidecar, write_sidecars
+from framegan.cli import Parser, run_main
 from framegan.video import VideoError, write_video
 
 DOOM_FPS = 35  # the Doom engine runs 35 tics per second
@@ -66,6 +67,7 @@ ACTIONS = (
 )
 BUTTONS = ("MOVE_FORWARD", "MOVE_BACKWARD", "TURN_LEFT", "TURN_RIGHT", "MOVE_LEFT", "MOVE_RIGHT",
            "ATTACK")
+SIDECARS = {"actions": ACTIONS_FILE, "action_names": NAMES, "cuts": CUTS}  # record()'s summary keys
 
 
 class VizDoomError(ValueError):
@@ -78,14 +80,6 @@ def _vizdoom():
     except ImportError:
         raise VizDoomError(MISSING) from None
     return vizdoom
-
-
-def sidecar_paths(out: str | Path) -> dict[str, Path]:
-    """The sidecar files beside video ``out``: actions, action_names, cuts."""
-    out = Path(out)
-    return {"actions": out.with_name(f"{out.stem}.actions.npy"),
-            "action_names": out.with_name(f"{out.stem}.action_names.json"),
-            "cuts": out.with_name(f"{out.stem}.cuts.npy")}
 
 
 def scenario_config(scenario: str) -> Path:
@@ -162,7 +156,7 @@ def record(out: str | Path | None = None, *, scenario: str = "deathmatch", frame
     config = scenario_config(scenario)
     res = screen_resolution(resolution)
     out = Path(out) if out is not None else Path("data") / f"vizdoom_{config.stem}.mp4"
-    sidecars = sidecar_paths(out)
+    sidecars = {key: sidecar(out, suffix) for key, suffix in SIDECARS.items()}
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
 
@@ -195,16 +189,10 @@ def record(out: str | Path | None = None, *, scenario: str = "deathmatch", frame
         fps = DOOM_FPS / frameskip
         write_video(out, screens(), fps)
     try:
-        with ExitStack() as stack:
-            tmp = {k: stack.enter_context(atomic_path(p)) for k, p in sidecars.items()}
-            np.save(tmp["actions"], actions)  # a Path ending in .npy: np.save adds no suffix
-            np.save(tmp["cuts"], np.asarray(cuts, np.int64))
-            names = {str(k): name for k, (name, _) in enumerate(ACTIONS)}
-            tmp["action_names"].write_text(json.dumps(names, indent=1) + "\n", encoding="utf-8")
-    except BaseException:
-        out.unlink(missing_ok=True)  # a video without its sidecars is half an output
-        for p in sidecars.values():
-            p.unlink(missing_ok=True)
+        write_sidecars(out, actions, {k: name for k, (name, _) in enumerate(ACTIONS)}, cuts)
+    except BaseException:  # a video without its sidecars is half an output
+        for path in (out, *sidecars.values()):
+            path.unlink(missing_ok=True)
         raise
     seconds = time.perf_counter() - t0
     return {"out": str(out), **{k: str(p) for k, p in sidecars.items()}, "scenario": config.stem,
@@ -212,13 +200,8 @@ def record(out: str | Path | None = None, *, scenario: str = "deathmatch", frame
             "seconds": seconds, "frames_per_second": frames / max(seconds, 1e-9)}
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line like every other error, not usage + error
-        self.exit(2, f"error: {message} (see --help)\n")
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="record_vizdoom", description=__doc__.splitlines()[0])
+    p = Parser(prog="record_vizdoom", description=__doc__.splitlines()[0])
     p.add_argument("--scenario", default="deathmatch",
                    help="a scenario shipped with vizdoom (deathmatch, defend_the_center, "
                         "health_gathering, my_way_home, basic, ...) or a .cfg file "
@@ -240,28 +223,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
+    def work():
         args = _parser().parse_args(argv)
-    except SystemExit as e:  # argparse already printed the error
-        return int(e.code or 0)
-    try:
         s = record(args.out, scenario=args.scenario, frames=args.frames, frameskip=args.frameskip,
                    max_hold=args.max_hold, resolution=args.resolution,
                    flashes=not args.no_flashes, seed=args.seed, progress=not args.quiet)
-    except (VizDoomError, VideoError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:  # unwritable --out directory, full disk
-        print(f"error: {e.filename or args.out}: {e.strerror or e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; nothing written", file=sys.stderr)
-        return 130
-    h, w = s["size"]
-    print(f"{s['out']}: {s['frames']} frames of {s['scenario']} ({w}x{h} at {s['fps']:g} fps, "
-          f"{s['episodes']} episode{'s' * (s['episodes'] != 1)}), actions in {s['actions']}, "
-          f"episode starts in {s['cuts']}; {s['seconds']:.1f} s, {s['frames_per_second']:.0f} frames/s")
-    return 0
+        h, w = s["size"]
+        print(f"{s['out']}: {s['frames']} frames of {s['scenario']} ({w}x{h} at {s['fps']:g} fps, "
+              f"{s['episodes']} episode{'s' * (s['episodes'] != 1)}), actions in {s['actions']}, "
+              f"episode starts in {s['cuts']}; {s['seconds']:.1f} s, {s['frames_per_second']:.0f} frames/s")
+
+    # OSError too: an unwritable --out directory, a full disk
+    return run_main(work, (VizDoomError, VideoError))
 
 
 if __name__ == "__main__":

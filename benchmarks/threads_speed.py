@@ -17,9 +17,10 @@ import torch
 
 from framegan import engine
 from framegan.config import load_config
+from framegan.inference import prepare
 from framegan.nets import build_discriminator, build_generator
 from framegan.precision import autocast_dtype
-from framegan.rollout import prepare, rollout
+from framegan.rollout import rollout
 
 
 def cpu_name() -> str:

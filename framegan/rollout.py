@@ -23,15 +23,7 @@ from einops import repeat
 from framegan.atomic import atomic_path
 from framegan.cli import Parser, UsageError, add_threads, positive, resolve_device, run_main, set_threads
 from framegan.frames import to_model, to_pixels
-from framegan.inference import (  # noqa: F401 - prepare/inference/use_bf16 kept importable from here
-    BACKENDS,
-    BackendError,
-    autoregress,
-    inference,
-    predictor,
-    prepare,
-    use_bf16,
-)
+from framegan.inference import BACKENDS, BackendError, autoregress, predictor, prepare
 
 SUFFIXES = (".mp4", ".gif", ".png", ".npy")
 PREDICTION_COLOUR = (230, 40, 40)   # border of predicted panels: where the model takes over

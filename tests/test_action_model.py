@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from einops import rearrange, repeat
 
 from framegan import engine, losses
 from framegan.checkpoint import load_checkpoint, load_generator
@@ -15,7 +16,7 @@ from framegan.config import ConfigError, ModelConfig, load_config
 from framegan.evaluate import evaluate_models
 from framegan.nets import build_discriminator, build_generator
 from framegan.nets.inverse import InverseModel
-from framegan.store import StoreWriter
+from framegan.store import StoreWriter, open_store
 
 SIZE, SIDE, SPEED = 32, 6, 3
 STAY, LEFT, RIGHT = 10, 20, 30          # raw ids as a recorder would write them (any integers)
@@ -89,7 +90,8 @@ def test_d_step_scores_wrong_action_negatives_and_d_learns_them():
     rng = np.random.default_rng(1)
     frames, keys = key_game(400, rng)
     index = {STAY: 0, LEFT: 1, RIGHT: 2}
-    clips = torch.stack([torch.as_tensor(frames[i:i + 3]) for i in range(0, 390)]).permute(0, 1, 4, 2, 3)
+    clips = rearrange(torch.stack([torch.as_tensor(frames[i:i + 3]) for i in range(0, 390)]),
+                      "n t h w c -> n t c h w")
     clips = clips.float() / 127.5 - 1
     acts = torch.as_tensor([[index[k] for k in keys[i:i + 3]] for i in range(0, 390)])
     cfg = load_config(None, ["model.width=8", "model.depth=2", "model.d_width=16", "model.d_depth=2",
@@ -124,14 +126,36 @@ def test_inverse_model_learns_the_winning_class():
     assert loss.item() < 0.1
 
 
-def test_g_step_trains_q_on_the_winners():
+def test_g_step_trains_q_on_the_winners(monkeypatch):
+    """Each window's real next frame is G's own prediction for a chosen class, so that class wins
+    best-of-k (reconstruction 0); q_step must be trained on exactly those classes."""
     cfg = load_config(None, ["model.width=8", "model.depth=2", "model.d_width=8", "model.d_depth=2",
-                             "model.z_dim=0", "model.z_classes=2", "loss.variety_k=2", "data.context=2"])
+                             "model.z_dim=0", "model.z_classes=2", "loss.variety_k=2", "data.context=2",
+                             "train.precision=fp32"])
+    torch.manual_seed(0)
     G, D = build_generator(cfg.model, 2), build_discriminator(cfg.model, 2)
     Q = InverseModel(2, 2, width=8, depth=2)
     gan = engine.build_gan(cfg, G, D, torch.device("cpu"), None, Q)
+    ctx = torch.rand(4, 2, 3, SIZE, SIZE) * 2 - 1
+    classes = torch.arange(8) // 4  # g_step's draw: sample s of k=2 has class s, stacked (s b)
+    with torch.no_grad():
+        per_class = rearrange(G(repeat(ctx, "b t c h w -> (s b) t c h w", s=2), G.sample_z(8, classes=classes)),
+                              "(s b) c h w -> s b c h w", s=2)
+    assert (per_class[0] - per_class[1]).abs().mean() > 1e-3  # the classes draw different frames
+    want = torch.tensor([1, 0, 0, 1])
+    real = per_class[want, torch.arange(4)]
+    seen = {}
+    real_q_step = engine.q_step
+
+    def spy(gan_, ctx_, real_, winners, step, reduce_grads=None):
+        seen.update(ctx=ctx_, real=real_, winners=winners)
+        return real_q_step(gan_, ctx_, real_, winners, step, reduce_grads)
+
+    monkeypatch.setattr(engine, "q_step", spy)
     before = [p.detach().clone() for p in Q.parameters()]
-    out = engine.g_step(gan, cfg, torch.rand(4, 3, 3, SIZE, SIZE) * 2 - 1, step=1)
+    out = engine.g_step(gan, cfg, torch.cat([ctx, real[:, None]], dim=1), step=1)
+    assert seen["winners"].tolist() == want.tolist()
+    assert torch.equal(seen["ctx"], ctx) and torch.equal(seen["real"], real)
     assert {"q_ce", "q_acc"} <= set(out) and 0 <= out["q_acc"] <= 1
     assert any(not torch.equal(a, b) for a, b in zip(before, Q.parameters()))
 
@@ -204,14 +228,26 @@ def test_rollout_plays_recorded_or_given_keys(key_store, tmp_path):
                            "store": {"size": [SIZE, SIZE], "fps": 15.0, "crop": "none",
                                      "actions": {"values": [STAY, LEFT, RIGHT], "names": ["NOOP", "LEFT", "RIGHT"]}}})
     G, _, _ = load_generator(ckpt)
+    # The recorded key that leads to frame `start` is the one pressed after frame start - 1. A
+    # start where that key differs from the next one, so that reading one frame late shows.
+    ids = np.asarray(open_store(key_store).actions[0])
+    start, horizon = next(s for s in range(10, 30) if ids[s - 1] != ids[s]), 3
+
+    def keys(first):
+        return ["--actions", ",".join(str(int(a)) for a in ids[first:first + horizon])]
+
     out = {}
-    for name, extra in (("recorded", []), ("left", ["--actions", "LEFT"]), ("right", ["--actions", "30"])):
+    for name, extra in (("recorded", []), ("left", ["--actions", "LEFT"]), ("right", ["--actions", "30"]),
+                        ("store-ids", keys(start - 1)), ("one-late", keys(start))):
         out[name] = tmp_path / f"{name}.npy"
-        assert rollout_main(["--checkpoint", str(ckpt), "--context", str(key_store), "--start", "10",
-                             "--horizon", "3", "--samples", "1", "--backend", "torch", "--out",
+        assert rollout_main(["--checkpoint", str(ckpt), "--context", str(key_store), "--start", str(start),
+                             "--horizon", str(horizon), "--samples", "1", "--backend", "torch", "--out",
                              str(out[name]), *extra]) == 0
     left, right = np.load(out["left"]), np.load(out["right"])
     assert not np.array_equal(left, right)
+    recorded = np.load(out["recorded"])
+    assert np.array_equal(recorded, np.load(out["store-ids"]))
+    assert not np.array_equal(recorded, np.load(out["one-late"]))
     assert rollout_main(["--checkpoint", str(ckpt), "--context", str(key_store), "--actions", "JUMP",
                          "--out", str(tmp_path / "x.npy")]) == 2
     assert not (tmp_path / "x.npy").exists()

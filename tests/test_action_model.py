@@ -147,9 +147,9 @@ def test_g_step_trains_q_on_the_winners(monkeypatch):
     seen = {}
     real_q_step = engine.q_step
 
-    def spy(gan_, ctx_, real_, winners, step, reduce_grads=None):
+    def spy(gan_, ctx_, real_, winners, *rest, **kw):
         seen.update(ctx=ctx_, real=real_, winners=winners)
-        return real_q_step(gan_, ctx_, real_, winners, step, reduce_grads)
+        return real_q_step(gan_, ctx_, real_, winners, *rest, **kw)
 
     monkeypatch.setattr(engine, "q_step", spy)
     before = [p.detach().clone() for p in Q.parameters()]

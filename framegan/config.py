@@ -63,8 +63,8 @@ class DataConfig:
 class ModelConfig:
     width: int = 16                 # base channel count of G (doubles per level, capped at 8x)
     depth: int = 3                  # U-Net levels; H and W must be divisible by 2**depth
-    z_dim: int = 8                  # continuous noise size (z_dist); 0 and z_classes 0 = deterministic G
-    z_classes: int = 0              # discrete noise: a uniform one-hot over this many classes, appended to z
+    z_dim: int = 0                  # continuous noise size (z_dist); 0 and z_classes 0 = deterministic G
+    z_classes: int = 2              # discrete noise: a uniform one-hot over this many classes (futures), after z
     z_dist: ZDist = ZDist.gaussian  # distribution z is drawn from
     z_inject: ZInject = ZInject.modulate  # how z (and the action) enters G
     actions: int = -1               # actions G and D are conditioned on: -1 = auto (the store's count), 0 = none
@@ -89,7 +89,7 @@ class LossConfig:
     gdl_alpha: float = 1.0          # GDL exponent
     motion_weight: float = 20.0     # extra reconstruction weight on pixels that change (0 = off)
     adv_motion_weight: float = 20.0  # extra weight of D's patches where something moves, both phases (0 = off)
-    variety_k: int = 4              # reconstruction on the best of k samples (Social GAN); 1 = off
+    variety_k: int = 2              # reconstruction on the best of k samples (Social GAN); 1 = off
     variety_relax: float = 0.5      # weight of the other k-1 samples' reconstruction (relaxed winner-takes-all)
     variety_relax_steps: int = 800  # > 0: the relax weight decays linearly to 0 over these steps (evolving WTA)
     r1_gamma: float = 0.0           # R1 penalty on real pairs (0 = off)

@@ -496,7 +496,10 @@ def autoregress(predict: Predictor, context: torch.Tensor, horizon: int, samples
                 z: torch.Tensor | None = None) -> torch.Tensor:
     """Contexts ``(B, K', C, H, W)`` (K' >= K; the last K are used) -> futures ``(B, S, T, C, H, W)``
     float32 in [-1, 1] on G's device. Each of the S samples keeps one z (from ``generator``) for
-    its whole future; the prediction is appended to the window and fed back, T times. ``actions``
+    its whole future; the prediction is appended to the window and fed back, T times. With
+    discrete noise classes and at least as many samples as classes, sample s takes class s mod C
+    (stratified: S samples show every future the model knows, in equal shares, instead of maybe
+    one class S times); the continuous part stays random. ``actions``
     ``(B, T)``: the action index for predicted step t is ``actions[:, t]`` (shared by the S
     samples); required when the model has actions, ignored otherwise. ``z`` ``(B*S, z_dim)``,
     rows ordered batch-major (row ``b*S + s`` is sample s of context b): this noise instead of
@@ -515,7 +518,11 @@ def autoregress(predict: Predictor, context: torch.Tensor, horizon: int, samples
     if predict.z_dim == 0:
         z = None
     elif z is None:
-        z = predict.sample_z(x.shape[0], device=device, generator=generator)
+        n_classes = getattr(predict.G, "z_classes", 0)
+        classes = None
+        if n_classes and samples >= n_classes:
+            classes = repeat(torch.arange(samples, device=device) % n_classes, "s -> (b s)", b=context.shape[0])
+        z = predict.sample_z(x.shape[0], device=device, generator=generator, classes=classes)
     elif tuple(z.shape) != (x.shape[0], predict.z_dim):
         raise ValueError(f"z must have shape ({x.shape[0]}, {predict.z_dim}), got {tuple(z.shape)}")
     else:

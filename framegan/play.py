@@ -55,6 +55,7 @@ import torch
 from einops import rearrange, repeat
 
 from framegan import websocket
+from framegan.atomic import atomic_path
 from framegan.cli import Parser, UsageError, add_threads, set_threads
 from framegan.frames import to_model, to_pixels
 from framegan.inference import BACKENDS, BackendError, predictor, prepare
@@ -559,6 +560,54 @@ def load_context(source: str | None, cfg, store_info: dict, K: int, segment: int
 
 
 # ----------------------------------------------------------------------------- command line
+def parse_script(text: str, controls: Sequence[Control]) -> list[Control | None]:
+    """``LEFT:10,UP:5,none:3`` (control names or, for latent classes, 1..C; ``none`` = no key) ->
+    one entry per frame."""
+    by_name = {c.name.lower(): c for c in controls} | {str(c.value + 1): c for c in controls}
+    frames: list[Control | None] = []
+    for part in text.split(","):
+        name, _, count = part.strip().partition(":")
+        key = name.strip().lower()
+        if key not in by_name and key != "none":
+            raise UsageError(f"--keys: {name.strip()!r} is none of {', '.join(c.name for c in controls) or 'the'} "
+                             f"controls (or 'none')")
+        if not count.strip().isdigit() or int(count) < 1:
+            raise UsageError(f"--keys: {part.strip()!r} needs a frame count, e.g. LEFT:10")
+        frames += [by_name.get(key)] * int(count)
+    return frames
+
+
+def record_session(game: Game, script: Sequence[Control | None], out: Path, fps: float, upscale: int = 4) -> int:
+    """Play ``script`` (one control per frame, None = no key) from the context and write the frames,
+    upscaled, with the key played under each, to ``out`` (.gif or .mp4). Returns frames written."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=12)
+
+    def labelled(frame: np.ndarray, text: str) -> np.ndarray:
+        big = repeat(frame, "h w c -> (h u) (w v) c", u=upscale, v=upscale)
+        img = Image.new("RGB", (big.shape[1], big.shape[0] + 18), "black")
+        img.paste(Image.fromarray(big))
+        ImageDraw.Draw(img).text((4, big.shape[0] + 2), text, fill="white", font=font)
+        return np.asarray(img)
+
+    frames = [labelled(f, "context") for f in game.context]
+    game.restart()
+    for control in script:
+        frame, label = game.step(control.keys if control else ())
+        frames.append(labelled(frame, f"key: {label or 'none'}"))
+    if out.suffix.lower() == ".gif":
+        from framegan.summaries import gif_bytes
+
+        with atomic_path(out) as tmp:
+            tmp.write_bytes(gif_bytes(np.stack(frames), fps=fps))
+    else:
+        from framegan.video import write_video
+
+        write_video(out, iter(frames), fps)
+    return len(frames)
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     ap = Parser(prog="python -m framegan.play", description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", required=True, help="checkpoint file (G_ema is used)")
@@ -576,6 +625,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="inference backend (auto: the fastest measured for batch 1; see framegan.inference)")
     add_threads(ap)
     ap.add_argument("--seed", type=int, default=None, help="noise seed (default: a fresh one)")
+    ap.add_argument("--keys", default=None, metavar="NAME:N,...",
+                    help="no server: play this key script (e.g. LEFT:10,UP:8,none:4) and write it to --out")
+    ap.add_argument("--out", default=None, help="with --keys: the session with the keys shown (.gif or .mp4)")
     ap.add_argument("--idle-timeout", type=float, default=IDLE_TIMEOUT_S,
                     help="stop when the page has sent nothing for this many seconds (0 = never)")
     args = ap.parse_args(argv)
@@ -588,6 +640,10 @@ def parse_args(argv=None) -> argparse.Namespace:
             raise UsageError(f"--{name} must be >= 0, got {getattr(args, name)}")
     if args.idle_timeout < 0:
         raise UsageError(f"--idle-timeout must be >= 0, got {args.idle_timeout}")
+    if (args.keys is None) != (args.out is None):
+        raise UsageError("--keys and --out go together (a scripted session written to a file)")
+    if args.out is not None and Path(args.out).suffix.lower() not in (".gif", ".mp4"):
+        raise UsageError(f"--out {args.out}: a scripted session is written as .gif or .mp4")
     return args
 
 
@@ -622,6 +678,10 @@ def run(args: argparse.Namespace) -> str:
             torch.zeros(1, dtype=torch.long) if G.num_actions else None)  # warm-up: ONNX export / kernels
     for note in G.notes:
         print(f"note: {note}", flush=True)
+    if args.keys is not None:
+        n = record_session(game, parse_script(args.keys, game.controls), Path(args.out), fps or context_fps or 15.0)
+        print(f"wrote {args.out}: {n} frames ({G.context} context + {n - G.context} played), {describe(game)}")
+        return "scripted session written"
     server, note = bind(game, args.port, fps=fps, title=f"framegan play: {Path(args.checkpoint).name}",
                         idle_timeout=args.idle_timeout, video_fps=fps or context_fps)
     try:

@@ -371,3 +371,33 @@ def test_export_cli_errors_are_one_line(tmp_path, capsys, monkeypatch, case):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1, err
     assert not list(tmp_path.glob("*.onnx"))
+
+
+def test_samples_cover_the_noise_classes_in_equal_shares():
+    """S >= C samples of a model with discrete noise take class s mod C (stratified); fewer
+    samples than classes draw the class at random."""
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        context, channels, z_dim, z_classes, num_actions = 2, 3, 3, 3, 0
+
+        def __init__(self):
+            super().__init__()
+            self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+        def sample_z(self, n, device=None, generator=None, classes=None):
+            seen.append(classes)
+            c = torch.randint(3, (n,), generator=generator) if classes is None else classes
+            return torch.nn.functional.one_hot(c, 3).float()
+
+        def forward(self, x, z=None, action=None):
+            return x[:, -1] * 0 + z.argmax(1)[:, None, None, None].float() / 3
+
+    from framegan.inference import autoregress, predictor
+
+    out = autoregress(predictor(Recorder(), "torch", "fp32"), torch.zeros(2, 2, 3, 8, 8), 1, samples=6,
+                      generator=torch.Generator().manual_seed(0))
+    assert seen[-1].tolist() == [0, 1, 2, 0, 1, 2] * 2
+    assert out[:, :, 0, 0, 0, 0].mul(3).round().tolist() == [[0, 1, 2, 0, 1, 2]] * 2
+    autoregress(predictor(Recorder(), "torch", "fp32"), torch.zeros(2, 2, 3, 8, 8), 1, samples=2)
+    assert seen[-1] is None

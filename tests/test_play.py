@@ -560,3 +560,31 @@ def test_browser_plays_keys_and_closing_the_page_stops_the_server(tmp_path):
     assert proc.returncode == 0, err
     assert out.strip().splitlines()[-1] == "stopped: the page was closed" and err == ""
     assert list(tmp.iterdir()) == []
+
+
+def test_scripted_session_is_written_with_the_keys_played(tmp_path, capsys):
+    from PIL import Image
+
+    ckpt = make_checkpoint(tmp_path / "a.pt")
+    store = write_store(tmp_path / "store")
+    out = tmp_path / "session.gif"
+    assert main(["--checkpoint", str(ckpt), "--context", str(store), "--keys", "LEFT:3,none:2,RIGHT:1",
+                 "--out", str(out), "--backend", "torch"]) == 0
+    gif = Image.open(out)
+    assert gif.n_frames == K + 6 and gif.size == (SIZE * 4, SIZE * 4 + 18)
+    assert f"{K + 6} frames" in capsys.readouterr().out
+    # the same script plays the same frames; another key plays other frames
+    frames = []
+    for keys in ("LEFT:3", "LEFT:3", "RIGHT:3"):
+        path = tmp_path / f"{keys}-{len(frames)}.gif"
+        assert main(["--checkpoint", str(ckpt), "--context", str(store), "--keys", keys, "--out", str(path),
+                     "--backend", "torch"]) == 0
+        gif = Image.open(path)
+        gif.seek(gif.n_frames - 1)
+        frames.append(np.asarray(gif.convert("RGB"))[:SIZE * 4])
+    assert np.array_equal(frames[0], frames[1]) and not np.array_equal(frames[0], frames[2])
+    gif_out, png_out = ["--out", str(tmp_path / "x.gif")], ["--out", str(tmp_path / "x.png")]
+    for bad in (["--keys", "JUMP:3", *gif_out], ["--keys", "LEFT", *gif_out], ["--keys", "LEFT:2"],
+                ["--keys", "LEFT:2", *png_out]):
+        assert main(["--checkpoint", str(ckpt), "--context", str(store), *bad]) == 2
+    assert not (tmp_path / "x.gif").exists() and not (tmp_path / "x.png").exists()

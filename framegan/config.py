@@ -103,6 +103,7 @@ class LossConfig:
 @dataclass
 class TrainConfig:
     steps: int = 1000               # G steps
+    minutes: float = 0.0            # > 0: also stop (and save) after this many minutes of this process's training
     batch_size: int = 16            # windows per step
     lr_g: float = 2e-4              # generator Adam learning rate
     lr_d: float = 4e-4              # discriminator Adam learning rate (TTUR: 2x G's)
@@ -232,6 +233,7 @@ def validate(cfg: Config) -> None:
     for k in ("log_every", "sample_every", "save_every"):
         need(getattr(t, k) >= 1, f"train.{k} must be >= 1, got {getattr(t, k)}")
     need(t.keep_every >= 0, "train.keep_every must be >= 0")
+    need(t.minutes >= 0, f"train.minutes must be >= 0, got {t.minutes}")
     need(t.device == "auto" or t.device == "cpu" or t.device.startswith("cuda"),
          f"train.device must be auto, cpu or cuda[:N], got {t.device!r}")
     need(t.precision != Precision.fp16 or t.device != "cpu", "train.precision=fp16 needs CUDA")
@@ -276,7 +278,7 @@ def _leaves(d, prefix: str = ""):
 # Keys a resumed run may change: how long it runs, what it logs, where and on what it runs; not
 # what it computes. Resuming with any other key changed is refused (``resume_conflicts``), so a
 # run directory always holds one run that a resume reproduces.
-RESUME_MAY_CHANGE = ("train.steps", "train.log_every", "train.sample_every", "train.save_every",
+RESUME_MAY_CHANGE = ("train.steps", "train.minutes", "train.log_every", "train.sample_every", "train.save_every",
                      "train.keep_every", "train.val_batches", "train.video_frames", "train.resume",
                      "train.device", "train.compile", "train.channels_last", "train.deterministic",
                      "data.num_workers", "run.name", "run.dir")

@@ -364,8 +364,10 @@ def _train(cfg: Config, d: distributed.Dist) -> Path:
 
     bar = tqdm(total=t.steps, initial=step, disable=not d.main, dynamic_ncols=True, desc="train")
     tic, tic_step = time.perf_counter(), step
+    deadline = time.perf_counter() + 60 * t.minutes if t.minutes else None
+    done = step >= t.steps
     try:
-        while step < t.steps:
+        while not done:
             gan.G.train()
             d_out = {}
             for _ in range(t.n_d):
@@ -378,7 +380,12 @@ def _train(cfg: Config, d: distributed.Dist) -> Path:
             engine.update_ema(gan, cfg, step)
             step += 1
             bar.update(1)
-            if d.main and (step % t.log_every == 0 or step == t.steps):
+            # train.minutes: a fixed CPU budget (same minutes for two models); every rank stops
+            # at the same step, the one that ran out (one all-reduce of the flag)
+            out_of_time = deadline is not None and bool(distributed.count_across_ranks(
+                torch.tensor([time.perf_counter() > deadline])).item())
+            done = step >= t.steps or out_of_time
+            if d.main and (step % t.log_every == 0 or done):
                 now = time.perf_counter()
                 scalars = {k: float(v) for k, v in {**d_out, **g_out}.items()}
                 scalars.update(lr_g=gan.opt_g.param_groups[0]["lr"], lr_d=gan.opt_d.param_groups[0]["lr"],
@@ -389,9 +396,9 @@ def _train(cfg: Config, d: distributed.Dist) -> Path:
                 log.write({"step": step, **scalars})
                 bar.set_postfix(d=f"{scalars.get('d_total', 0):.3f}", g=f"{scalars['g_total']:.3f}",
                                 it_s=f"{scalars['steps_per_s']:.2f}")
-            if step % t.save_every == 0 or step == t.steps:
+            if step % t.save_every == 0 or done:
                 save(step)
-            if d.main and (step % t.sample_every == 0 or step == t.steps):
+            if d.main and (step % t.sample_every == 0 or done):
                 v = validate(gan, cfg, val_ds, step, writer, log) if len(val_ds) else {}
                 if v:
                     tqdm.write(f"step {step}: val PSNR {v['val/psnr']:.2f} dB (copy-last "
@@ -403,7 +410,8 @@ def _train(cfg: Config, d: distributed.Dist) -> Path:
             writer.close()
             log.close()
     if d.main:
-        print(f"done: {run / 'checkpoints' / 'last.pt'}")
+        budget = f" (train.minutes={t.minutes:g} ran out at step {step})" if step < t.steps else ""
+        print(f"done: {run / 'checkpoints' / 'last.pt'}{budget}")
     return run
 
 

@@ -444,3 +444,14 @@ def test_every_method_option_takes_finite_steps(extra):
         engine.update_ema(gan, cfg, step)
     assert all(torch.isfinite(v).all() for v in out.values())
     assert ("d_wrong" in out) == (cfg.loss.wrong_context_weight > 0)
+
+
+def test_minutes_budget_stops_saves_and_validates_at_the_step_it_ran_out(store, tmp_path, capsys):
+    rd = tmp_path / "run"
+    assert run(store, rd, "train.steps=100000", "train.minutes=0.0001", "train.log_every=1000",
+               "train.sample_every=1000", "train.save_every=1000") == 0
+    state = load_checkpoint(rd / "checkpoints" / "last.pt")
+    assert 1 <= state["step"] < 100000
+    assert f"ran out at step {state['step']}" in capsys.readouterr().out
+    logged = records(rd)
+    assert logged[-1]["step"] == state["step"] and any("val/psnr" in r for r in logged)

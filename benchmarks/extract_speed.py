@@ -1,9 +1,9 @@
 """How close is extraction to decoding speed, and does loading keep up with training?
 
-    python benchmarks/extract_speed.py [--seconds 60] [--repeats 2]
+    python benchmarks/extract_speed.py [--sizes 640x480 1920x1080] [--seconds 60 10] [--repeats 2]
 
-Generates a 640x480, 30 fps H.264 video (yuv420p, like most recordings) of moving content, then
-measures in the same run, best of ``--repeats``:
+For each size, generates a 30 fps H.264 video (yuv420p, like most recordings) of moving content
+(by default 60 s at 640x480 and 10 s at 1080p), then measures in the same run, best of ``--repeats``:
   decode only   PyAV decoding every frame, no pixel conversion (threads AUTO, as extraction uses)
   naive         decode + full-size ``to_ndarray("rgb24")`` + cv2 INTER_AREA to 64x64 (for contrast)
   extract       the real thing: ``framegan.extract.extract`` to a 64x64 store, scene cuts on
@@ -17,6 +17,8 @@ Frames are uint8 (H, W, 3) until the dataset turns them into (B, T, C, H, W) flo
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -98,45 +100,65 @@ def windows_per_second(loader, batches: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seconds", type=float, default=60)
-    p.add_argument("--repeats", type=int, default=2)
-    args = p.parse_args()
+def cpu_name() -> str:
+    """lscpu's model name and the vector flags that decide speed here."""
+    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    info = dict(ln.split(":", 1) for ln in out.splitlines() if ":" in ln)
+    flags = set(info.get("Flags", "").split())
+    shown = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    return f"{info.get('Model name', '?').strip()}, {len(os.sched_getaffinity(0))} CPUs, {' '.join(shown)}"
+
+
+def measure(size: tuple[int, int], seconds: float, repeats: int) -> tuple[dict, dict, float, float]:
+    w, h = size
     with tempfile.TemporaryDirectory() as tmp:
         video, store = Path(tmp) / "game.mp4", Path(tmp) / "store"
         t0 = time.perf_counter()
-        n = write_video(video, gameplay_like(int(args.seconds * 30)), 30, crf=23,
+        n = write_video(video, gameplay_like(int(seconds * 30), h, w), 30, crf=23,
                         pix_fmt="yuv420p", preset="veryfast")
-        print(f"generated {n} frames 640x480 @ 30 fps in {time.perf_counter() - t0:.1f} s "
-              f"({video.stat().st_size / 1e6:.1f} MB)")
+        print(f"generated {n} frames {w}x{h} @ 30 fps in {time.perf_counter() - t0:.1f} s "
+              f"({video.stat().st_size / 1e6:.1f} MB)", flush=True)
         methods = {"decode": lambda: decode_only(video), "naive": lambda: naive(video),
                    "extract": lambda: extraction(video, store),
                    "worst": lambda: extraction_ungated(video, store)}
         wall, cpu = dict.fromkeys(methods, 0.0), dict.fromkeys(methods, 0.0)
-        for _ in range(args.repeats):  # interleaved, so a busy moment hits every method alike
+        for _ in range(repeats):  # interleaved, so a busy moment hits every method alike
             for name, fn in methods.items():
-                w, c = timed(fn)
-                wall[name], cpu[name] = max(wall[name], w), max(cpu[name], c)
+                fw, fc = timed(fn)
+                wall[name], cpu[name] = max(wall[name], fw), max(cpu[name], fc)
         ds = ClipDataset(store, context=4, horizon=1, split="all")
         batched = windows_per_second(make_loader(ds, 64, seed=0), 30)
         per_item = windows_per_second(DataLoader(ds, batch_size=64, shuffle=True), 10)
+    return wall, cpu, batched, per_item
 
-    print(f"\n{'best of ' + str(args.repeats):48s} {'frames/s':>9s} {'ratio':>6s} {'frames/cpu-s':>13s} {'ratio':>6s}")
-    rows = [("decode only (PyAV, no conversion)", "decode"),
-            ("naive: full-size rgb24 + cv2 INTER_AREA 64x64", "naive"),
-            ("extract to 64x64 store (framegan.extract)", "extract"),
-            ("worst case: every frame block-matched", "worst")]
-    for label, key in rows:
-        print(f"{label:48s} {wall[key]:9.0f} {wall[key] / wall['decode']:6.2f} "
-              f"{cpu[key]:13.0f} {cpu[key] / cpu['decode']:6.2f}")
-    ratio = wall["extract"] / wall["decode"]
-    print(f"\nextraction / decode-only = {ratio:.2f} in frames/s (target >= 0.8: "
-          f"{'met' if ratio >= 0.8 else 'NOT met'}), {cpu['extract'] / cpu['decode']:.2f} in frames "
-          "per CPU-second (steadier when other processes share the cores)")
-    print(f"\n{'dataset, batch 64 of 5 x 64x64 frames':48s} {'windows/s':>9s}")
-    print(f"{'make_loader (one to_model per batch)':48s} {batched:9.0f}")
-    print(f"{'DataLoader(batch_size=64), per-item to_model':48s} {per_item:9.0f}")
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", nargs="+", default=["640x480", "1920x1080"], help="WxH of the test videos")
+    p.add_argument("--seconds", type=float, nargs="+", default=[60, 10], help="length of each test video")
+    p.add_argument("--repeats", type=int, default=2)
+    args = p.parse_args()
+    print(f"CPU: {cpu_name()}")
+    for k, text in enumerate(args.sizes):
+        size = tuple(int(v) for v in text.lower().split("x"))
+        seconds = args.seconds[min(k, len(args.seconds) - 1)]
+        wall, cpu, batched, per_item = measure(size, seconds, args.repeats)
+        print(f"\n{text}, {'best of ' + str(args.repeats):38s} {'frames/s':>9s} {'ratio':>6s} "
+              f"{'frames/cpu-s':>13s} {'ratio':>6s}")
+        rows = [("decode only (PyAV, no conversion)", "decode"),
+                ("naive: full-size rgb24 + cv2 INTER_AREA 64x64", "naive"),
+                ("extract to 64x64 store (framegan.extract)", "extract"),
+                ("worst case: every frame block-matched", "worst")]
+        for label, key in rows:
+            print(f"{label:48s} {wall[key]:9.0f} {wall[key] / wall['decode']:6.2f} "
+                  f"{cpu[key]:13.0f} {cpu[key] / cpu['decode']:6.2f}")
+        ratio = wall["extract"] / wall["decode"]
+        print(f"{text}: extraction / decode-only = {ratio:.2f} in frames/s (target >= 0.8: "
+              f"{'met' if ratio >= 0.8 else 'NOT met'}), {cpu['extract'] / cpu['decode']:.2f} in frames "
+              "per CPU-second (steadier when other processes share the cores)")
+        print(f"{'dataset, batch 64 of 5 x 64x64 frames':48s} {'windows/s':>9s}")
+        print(f"{'make_loader (one to_model per batch)':48s} {batched:9.0f}")
+        print(f"{'DataLoader(batch_size=64), per-item to_model':48s} {per_item:9.0f}")
     return 0
 
 

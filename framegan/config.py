@@ -91,7 +91,8 @@ class LossConfig:
     adv_motion_weight: float = 20.0  # extra weight of D's patches where something moves, both phases (0 = off)
     variety_k: int = 2              # reconstruction on the best of k samples (Social GAN); 1 = off
     variety_relax: float = 0.5      # weight of the other k-1 samples' reconstruction (relaxed winner-takes-all)
-    variety_relax_steps: int = 800  # > 0: the relax weight decays linearly to 0 over these steps (evolving WTA)
+    variety_relax_steps: int = 800  # > 0: the relax weight decays linearly over these steps (evolving WTA) ...
+    variety_relax_end: float = 0.1  # ... to this floor, which keeps a class that never wins anchored
     r1_gamma: float = 0.0           # R1 penalty on real pairs (0 = off)
     r1_every: int = 16              # lazy R1: apply every N D steps, scaled by N
     wrong_context_weight: float = 1.0  # weight of real-frame/wrong-context negatives in D's loss
@@ -218,6 +219,8 @@ def validate(cfg: Config) -> None:
     need(lo.variety_k >= 1, f"loss.variety_k must be >= 1, got {lo.variety_k}")
     need(lo.variety_relax < 1, f"loss.variety_relax must be < 1 (1 = plain mean over k), got {lo.variety_relax}")
     need(lo.variety_relax_steps >= 0, f"loss.variety_relax_steps must be >= 0, got {lo.variety_relax_steps}")
+    need(0 <= lo.variety_relax_end <= lo.variety_relax,
+         f"loss.variety_relax_end must be in [0, loss.variety_relax], got {lo.variety_relax_end}")
     need(lo.r1_every >= 1, f"loss.r1_every must be >= 1, got {lo.r1_every}")
     need(lo.diversity_cap > 0, f"loss.diversity_cap must be > 0, got {lo.diversity_cap}")
     need(lo.adv_weight > 0 or lo.l1_weight + lo.l2_weight + lo.gdl_weight > 0,

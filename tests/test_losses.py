@@ -176,5 +176,7 @@ def test_relax_weight_decays_to_zero_over_the_given_steps():
 
     constant = load_config(None, ["loss.variety_relax=0.5", "loss.variety_relax_steps=0"])
     assert [engine.relax_weight(constant, s) for s in (0, 50, 5000)] == [0.5, 0.5, 0.5]
-    evolving = load_config(None, ["loss.variety_relax=0.5", "loss.variety_relax_steps=80"])
+    evolving = load_config(None, ["loss.variety_relax=0.5", "loss.variety_relax_steps=80", "loss.variety_relax_end=0"])
     assert [engine.relax_weight(evolving, s) for s in (0, 40, 80, 5000)] == pytest.approx([0.5, 0.25, 0.0, 0.0])
+    floored = load_config(None, ["loss.variety_relax=0.5", "loss.variety_relax_steps=80", "loss.variety_relax_end=0.1"])
+    assert [engine.relax_weight(floored, s) for s in (0, 40, 80, 5000)] == pytest.approx([0.5, 0.3, 0.1, 0.1])

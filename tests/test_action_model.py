@@ -57,7 +57,7 @@ def key_store(tmp_path_factory):
 
 
 def tiny(**kw) -> ModelConfig:
-    return ModelConfig(**{"width": 8, "depth": 2, "z_dim": 2, "d_width": 8, "d_depth": 2, **kw})
+    return ModelConfig(**{"width": 8, "depth": 2, "z_dim": 2, "z_classes": 0, "d_width": 8, "d_depth": 2, **kw})
 
 
 def test_g_and_d_take_the_key():
@@ -95,7 +95,7 @@ def test_d_step_scores_wrong_action_negatives_and_d_learns_them():
     clips = clips.float() / 127.5 - 1
     acts = torch.as_tensor([[index[k] for k in keys[i:i + 3]] for i in range(0, 390)])
     cfg = load_config(None, ["model.width=8", "model.depth=2", "model.d_width=16", "model.d_depth=2",
-                             "model.z_dim=2", "model.actions=3", "data.context=2", "loss.wrong_context_weight=0"])
+                             "model.z_dim=2", "model.z_classes=0", "model.actions=3", "data.context=2", "loss.wrong_context_weight=0"])
     G, D = build_generator(cfg.model, 2), build_discriminator(cfg.model, 2)
     gan = engine.build_gan(cfg, G, D, torch.device("cpu"), None)
     out = {}
@@ -220,8 +220,8 @@ def test_rollout_plays_recorded_or_given_keys(key_store, tmp_path):
     from framegan.config import to_dict
     from framegan.rollout import main as rollout_main
 
-    cfg = load_config(None, ["model.width=8", "model.depth=2", "model.z_dim=2", "model.actions=3",
-                             "data.context=2"])
+    cfg = load_config(None, ["model.width=8", "model.depth=2", "model.z_dim=2", "model.z_classes=0",
+                             "model.actions=3", "data.context=2"])
     G = build_generator(cfg.model, 2)
     ckpt = tmp_path / "g.pt"
     save_checkpoint(ckpt, {"step": 0, "config": to_dict(cfg), "G_ema": G.state_dict(), "G": G.state_dict(),

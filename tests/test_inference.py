@@ -28,7 +28,8 @@ VARIANTS = {"z": (4, 0, "modulate"), "plain": (0, 0, "modulate"), "z+actions": (
 def tiny_g(z_dim: int, actions: int, inject: str = "modulate", seed: int = 0):
     from framegan.nets import build_generator
 
-    cfg = load_config(None, ["model.width=8", "model.depth=2", f"model.z_dim={z_dim}", f"model.actions={actions}",
+    cfg = load_config(None, ["model.width=8", "model.depth=2", f"model.z_dim={z_dim}", "model.z_classes=0",
+                             f"model.actions={actions}",
                              f"model.z_inject={inject}", f"data.context={K}",
                              f"loss.variety_k={4 if z_dim else 1}"])
     torch.manual_seed(seed)
@@ -324,8 +325,8 @@ def test_export_cli_writes_the_store_actions(tmp_path, capsys):
     from framegan.export import main
 
     G = tiny_g(4, 3)
-    cfg = load_config(None, ["model.width=8", "model.depth=2", "model.z_dim=4", "model.actions=3",
-                             f"data.context={K}", "loss.variety_k=4"])
+    cfg = load_config(None, ["model.width=8", "model.depth=2", "model.z_dim=4", "model.z_classes=0",
+                             "model.actions=3", f"data.context={K}", "loss.variety_k=4"])
     actions = {"values": [0, 3, 4], "names": ["NOOP", "RIGHT", "LEFT"]}
     store = {"size": [SIZE, SIZE], "crop": "none", "fps": 10.0, "actions": actions}
     ckpt = tmp_path / "last.pt"

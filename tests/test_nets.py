@@ -24,7 +24,7 @@ def one_thread():
 
 def small(**kw) -> ModelConfig:
     """A tiny config so each test runs in well under a second on a CPU."""
-    base = {"width": 8, "depth": 3, "z_dim": 4, "d_width": 8, "d_depth": 3, "d_patch": 8, "d_layers": 1,
+    base = {"width": 8, "depth": 3, "z_dim": 4, "z_classes": 0, "d_width": 8, "d_depth": 3, "d_patch": 8, "d_layers": 1,
             "d_heads": 2}
     return ModelConfig(**{**base, **kw})
 

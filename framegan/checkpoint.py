@@ -107,13 +107,16 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", ema: bo
 def load_inverse(path: str | Path, device: str | torch.device = "cpu"):
     """The inverse model q(class | context, frame) of a latent-action checkpoint (eval mode), or
     None when the run trained none."""
-    from framegan.nets.inverse import InverseModel
+    from framegan.nets.inverse import InverseModel, inverse_fits
 
     state = load_checkpoint(path)
     cfg = checkpoint_config(state, path)
     if "Q" not in state or not cfg.model.z_classes:
         return None
     Q = InverseModel(cfg.data.context, cfg.model.z_classes)
+    if not inverse_fits(Q, state["Q"]):  # q before it saw the change and max-pooled: it answered one class
+        print(f"note: {path} holds an inverse model of an older design; no latent-action report")
+        return None
     load_weights(Q, state["Q"], f"{path} [Q]")
     return Q.to(device).eval()
 

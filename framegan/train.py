@@ -34,6 +34,7 @@ from framegan.cli import Parser, add_threads, resolve_device, run_main, set_thre
 from framegan.config import Config, ConfigError, load_config, resume_conflicts, to_dict, to_yaml
 from framegan.frames import to_pixels
 from framegan.nets import build_discriminator, build_generator, count_params
+from framegan.nets.inverse import InverseModel, inverse_fits
 from framegan.precision import autocast_dtype
 from framegan.summaries import JsonlLog, add_gif, tile
 
@@ -142,11 +143,12 @@ def restore(gan: engine.GAN, state: dict, where: str, d: distributed.Dist, seed:
     gan.opt_g.load_state_dict(state["opt_g"])
     gan.opt_d.load_state_dict(state["opt_d"])
     gan.scaler.load_state_dict(state["scaler"])
-    if gan.Q is not None and "Q" in state:
+    q_ok = gan.Q is not None and "Q" in state and inverse_fits(gan.Q, state["Q"])
+    if q_ok:
         load_weights(gan.Q, state["Q"], f"{where} [Q]")
         gan.opt_q.load_state_dict(state["opt_q"])
-    elif gan.Q is not None and d.main:  # a run from before the inverse model existed
-        print(f"note: {where} holds no inverse model: it starts untrained here")
+    elif gan.Q is not None and d.main:  # a run from before the inverse model (or its current design)
+        print(f"note: {where} holds no inverse model of this design: it starts untrained here")
     step = int(state["step"])
     rngs = state["rng"] if isinstance(state["rng"], list) else [state["rng"]]  # a dict before torchrun resume
     if len(rngs) != d.world:  # another process count: same batches per step, not the same draws
@@ -315,7 +317,6 @@ def _train(cfg: Config, d: distributed.Dist) -> Path:
         G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
     Q = None
     if cfg.model.z_classes and cfg.model.inverse and cfg.loss.variety_k > 1:
-        from framegan.nets.inverse import InverseModel
         Q = InverseModel(K, cfg.model.z_classes).to(device)
     gan = engine.build_gan(cfg, G, D, device, dtype, Q)
     if t.compile:

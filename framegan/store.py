@@ -121,14 +121,19 @@ def _read_manifest(path: Path) -> dict:
     return manifest
 
 
-def _open_segment(root: Path, seg: dict, size: tuple[int, int]) -> np.memmap:
-    file = root / seg["file"]
+def _map_npy(root: Path, rel: str, what: str, missing: str) -> tuple[Path, np.memmap]:
+    """Memory-map one of the store's .npy files; a missing or unreadable one is a StoreError."""
+    file = root / rel
     if not file.is_file():
-        raise StoreError(f"{root}: segment {seg['file']} is missing")
+        raise StoreError(f"{root}: {what} {rel} {missing}")
     try:
-        array = np.load(file, mmap_mode="r")
+        return file, np.load(file, mmap_mode="r")
     except (OSError, ValueError) as e:
-        raise StoreError(f"{file}: not a readable .npy segment ({str(e)[:100]})") from None
+        raise StoreError(f"{file}: not a readable .npy {what} ({str(e)[:100]})") from None
+
+
+def _open_segment(root: Path, seg: dict, size: tuple[int, int]) -> np.memmap:
+    file, array = _map_npy(root, seg["file"], "segment", "is missing")
     expected = (seg["frames"], *size, 3)
     if array.dtype != np.uint8 or array.shape != expected or seg["frames"] < 1:
         raise StoreError(f"{file}: holds {array.dtype} {tuple(array.shape)}, "
@@ -158,13 +163,7 @@ def _read_action_set(path: Path, manifest: dict) -> tuple[list[int], list[str]]:
 
 
 def _open_actions(root: Path, seg: dict, values: list[int]) -> np.memmap:
-    file = root / seg["actions"]
-    if not file.is_file():
-        raise StoreError(f"{root}: actions {seg['actions']} are missing")
-    try:
-        array = np.load(file, mmap_mode="r")
-    except (OSError, ValueError) as e:
-        raise StoreError(f"{file}: not a readable .npy actions file ({str(e)[:100]})") from None
+    file, array = _map_npy(root, seg["actions"], "actions file", "is missing")
     if array.dtype != np.int64 or array.shape != (seg["frames"],):
         raise StoreError(f"{file}: holds {array.dtype} {tuple(array.shape)}, "
                          f"manifest says int64 ({seg['frames']},)")

@@ -95,7 +95,8 @@ def test_d_step_scores_wrong_action_negatives_and_d_learns_them():
     clips = clips.float() / 127.5 - 1
     acts = torch.as_tensor([[index[k] for k in keys[i:i + 3]] for i in range(0, 390)])
     cfg = load_config(None, ["model.width=8", "model.depth=2", "model.d_width=16", "model.d_depth=2",
-                             "model.z_dim=2", "model.z_classes=0", "model.actions=3", "data.context=2", "loss.wrong_context_weight=0"])
+                             "model.z_dim=2", "model.z_classes=0", "model.actions=3", "data.context=2",
+                             "loss.wrong_context_weight=0"])
     G, D = build_generator(cfg.model, 2), build_discriminator(cfg.model, 2)
     gan = engine.build_gan(cfg, G, D, torch.device("cpu"), None)
     out = {}

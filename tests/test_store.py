@@ -1,5 +1,6 @@
 import json
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -125,13 +126,9 @@ def test_target_checks_and_overwrite(make_store, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["docs", "empty", "file", "store"]
 
 
-def test_open_store_validation(make_store, tmp_path):
-    with pytest.raises(StoreError, match="no such frame store"):
-        open_store(tmp_path / "nope")
-    (tmp_path / "plain").mkdir()
-    with pytest.raises(StoreError, match="not a frame store \\(no manifest.json\\)"):
-        open_store(tmp_path / "plain")
-    path = make_store([frames(6), frames(4)])
+def breaker(path: Path):
+    """``broken(change, pattern)``: write the store's manifest with ``change`` applied, expect a
+    one-line StoreError matching ``pattern`` from open_store, then restore the good manifest."""
     manifest_file = path / "manifest.json"
     good = json.loads(manifest_file.read_text())
 
@@ -142,16 +139,28 @@ def test_open_store_validation(make_store, tmp_path):
         with pytest.raises(StoreError, match=pattern) as e:
             open_store(path)
         assert "\n" not in str(e.value)
+        manifest_file.write_text(json.dumps(good))
+    return broken
 
+
+def test_open_store_validation(make_store, tmp_path):
+    with pytest.raises(StoreError, match="no such frame store"):
+        open_store(tmp_path / "nope")
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(StoreError, match="not a frame store \\(no manifest.json\\)"):
+        open_store(tmp_path / "plain")
+    path = make_store([frames(6), frames(4)])
+    broken = breaker(path)
     broken(lambda m: m.update(version=2), "store version 2 is not supported")
     broken(lambda m: m.update(size=[8]), "'size' must be")
     broken(lambda m: m["segments"][1].update(file="segments/000009.npy"), "segments/000009.npy is missing")
     broken(lambda m: m["segments"][0].update(frames=7), "manifest says uint8 \\(7, 8, 12, 3\\)")
     broken(lambda m: m.update(size=[8, 13]), "manifest says uint8 \\(6, 8, 13, 3\\)")
-    manifest_file.write_text("{not json")
+    good = (path / "manifest.json").read_text()
+    (path / "manifest.json").write_text("{not json")
     with pytest.raises(StoreError, match="unreadable"):
         open_store(path)
-    manifest_file.write_text(json.dumps(good))
+    (path / "manifest.json").write_text(good)
     np.save(path / "segments/000001.npy", np.zeros((4, 8, 12, 3), np.float32))
     with pytest.raises(StoreError, match="holds float32"):
         open_store(path)
@@ -239,18 +248,7 @@ def test_failed_append_with_actions_leaves_the_store_as_it_was(tmp_path):
 
 def test_open_store_validates_actions(tmp_path):
     path = action_store(tmp_path, [(frames(4), [3, 3, 0, 7]), (frames(2), [0, 0])])
-    manifest_file = path / "manifest.json"
-    good = json.loads(manifest_file.read_text())
-
-    def broken(change, pattern):
-        manifest = json.loads(json.dumps(good))
-        change(manifest)
-        manifest_file.write_text(json.dumps(manifest))
-        with pytest.raises(StoreError, match=pattern) as e:
-            open_store(path)
-        assert "\n" not in str(e.value)
-        manifest_file.write_text(json.dumps(good))
-
+    broken = breaker(path)
     broken(lambda m: m["actions"].update(values=[0, 7, 3]), "'actions.values' must be a non-empty increasing")
     broken(lambda m: m["actions"].update(values=[]), "'actions.values' must be a non-empty increasing")
     broken(lambda m: m["actions"].update(values=[0, True, 7]), "'actions.values' must be")
@@ -259,7 +257,7 @@ def test_open_store_validates_actions(tmp_path):
            "action 7 is not in the manifest's actions.values")
     broken(lambda m: m["segments"][1].pop("actions"), "every segment needs an 'actions' file")
     broken(lambda m: m["segments"][1].update(actions="segments/000009.actions.npy"),
-           "actions segments/000009.actions.npy are missing")
+           "actions file segments/000009.actions.npy is missing")
     broken(lambda m: m.pop("actions"), "segments have actions files but the manifest lists no 'actions'")
     for bad_array, pattern in ((np.zeros(2, np.int32), "holds int32 \\(2,\\), manifest says int64 \\(2,\\)"),
                                (np.zeros(3, np.int64), "holds int64 \\(3,\\)")):

@@ -135,9 +135,13 @@ def main() -> None:
         m, n = max(((m, n) for m in modes for n in args.threads), key=lambda mn: best[mn[0], b, mn[1]])
         print(f"batch {b}: --backend auto picks {auto.describe(b)}; fastest measured here: {m} ({n} threads)")
     if 1 in args.batch:
-        (m, _, n), r1 = max(((k, v) for k, v in best.items() if k[1] == 1), key=lambda kv: kv[1])
-        print(f"batch-1 rollout: best {r1:.0f} frames/s ({m}, {n} threads) vs target {TARGET_FPS}: "
-              f"{'met' if r1 >= TARGET_FPS else 'NOT met'}")
+        # The target is for the path the CLIs take: --backend auto at their default thread count
+        # (every CPU), not the fastest mode of the table.
+        n = max(args.threads)
+        m = next(m for m in modes if m.startswith(auto.describe(1)))
+        r1 = best[m, 1, n]
+        print(f"batch-1 rollout on the CLIs' path ({m}, {n} threads): {r1:.0f} frames/s vs target "
+              f"{TARGET_FPS}: {'met' if r1 >= TARGET_FPS else 'NOT met'}")
 
 
 if __name__ == "__main__":

@@ -145,3 +145,10 @@ def make_loader(dataset: ClipDataset, batch_size: int, *, shuffle: bool = True,
     return DataLoader(dataset, batch_size=None, num_workers=num_workers, pin_memory=pin_memory,
                       sampler=BatchSampler(order, batch_size, drop_last=drop_last),
                       persistent_workers=num_workers > 0)
+
+
+def pick_windows(n: int, max_windows: int | None) -> list[int]:
+    """All window indices, or ``max_windows`` of them evenly spread (deterministic)."""
+    if not max_windows or n <= max_windows:
+        return list(range(n))
+    return sorted(set(np.linspace(0, n - 1, max_windows).round().astype(int).tolist()))

@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     # Segment 0 is episode 0 of the sample video (seed 0): start the rollout right after its fork.
     start = next(episodes(1, seed=0)).fork + 1
     steps = [
-        # The relax weight decays to 0 by 80 % of training (evolving WTA), as the default's 800 of 1000.
+        # The relax weight decays to its floor by 80 % of training (evolving WTA), as the default's 800 of 1000.
         ("train", train.main, ["--config", str(CONFIG), f"train.steps={args.steps}",
                                f"loss.variety_relax_steps={int(0.8 * args.steps)}", f"run.dir={run}"]),
         ("rollout", rollout.main, ["--checkpoint", str(run / "checkpoints" / "last.pt"), "--context", str(data),

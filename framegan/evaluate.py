@@ -45,6 +45,7 @@ from framegan import metrics
 from framegan.actions import ActionError, index_map
 from framegan.atomic import atomic_path
 from framegan.cli import Parser, UsageError, add_threads, positive, resolve_device, run_main, set_threads
+from framegan.data import pick_windows
 from framegan.inference import BACKENDS, BackendError, autoregress, predictor, prepare
 
 COPY_LAST = "copy-last"
@@ -55,13 +56,6 @@ LABELS = {"psnr": "PSNR dB", "ssim": "SSIM", "sharpness": "sharpness diff. dB",
           "hf_ratio": "high-frequency power ratio (1 = as detailed as the truth)"}
 HF_RATIO = "hf_ratio"
 REPORTED = [*METRICS, HF_RATIO]  # table and plot order; each also "<name>_moving"
-
-
-def pick_windows(n: int, max_windows: int | None) -> list[int]:
-    """All window indices, or ``max_windows`` of them evenly spread (deterministic)."""
-    if not max_windows or n <= max_windows:
-        return list(range(n))
-    return sorted(set(np.linspace(0, n - 1, max_windows).round().astype(int).tolist()))
 
 
 def _frame_stats(pred: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor) -> dict[str, np.ndarray]:

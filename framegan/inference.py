@@ -310,6 +310,10 @@ class OnnxRunner:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or torch.get_num_threads()  # the same threads as torch
         opts.inter_op_num_threads = 1
+        # ORT's idle workers spin by default, taking the core from torch's ops between two steps
+        # of a rollout loop: batch-1 rollout with 2 threads measured 1.17x torch fp32 spinning,
+        # 1.62-1.76x not (benchmarks/rollout_speed.py, 2-core Xeon).
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 3  # errors only
         try:
             session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])

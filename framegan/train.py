@@ -199,7 +199,7 @@ def validate(gan: engine.GAN, cfg: Config, val_ds, step: int, writer, log: Jsonl
     """Val PSNR/SSIM and high-frequency power ratio of G_ema vs copy-last on the same windows; an
     image grid; a rollout GIF."""
     from framegan import metrics
-    from framegan.evaluate import pick_windows
+    from framegan.data import pick_windows
     from framegan.inference import predictor
     from framegan.rollout import rollout
 

@@ -429,8 +429,11 @@ def start_cli(args, tmp: Path) -> tuple[subprocess.Popen, list[str]]:
     """``python -m framegan.play ... --no-browser`` with TMPDIR=tmp; returns it and its lines up to the URL."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp), "OMP_NUM_THREADS": "1"}
     env.pop("DISPLAY", None)
+    # SIGINT back to its default in the child: a shell that runs the suite in the background
+    # (`make test &`) makes its children ignore SIGINT, and Python then installs no Ctrl-C handler
     proc = subprocess.Popen([sys.executable, "-m", "framegan.play", *map(str, args), "--no-browser"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines = []
     for line in proc.stdout:
         lines.append(line.rstrip("\n"))

@@ -17,7 +17,7 @@ sorted ``action_values`` (0..A-1). ``parse_actions`` turns a CLI spec (a ``.npy`
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +99,22 @@ def write_sidecars(video: str | Path, actions: np.ndarray, names: Mapping[int, s
         with atomic_path(written[-1]) as tmp, open(tmp, "wb") as f:
             np.save(f, np.asarray(cuts, np.int64))
     return written
+
+
+def write_recording(video: str | Path, screens: Iterable[np.ndarray], fps: float, actions: np.ndarray,
+                    names: Mapping[int, str], cuts: Sequence[int]) -> None:
+    """A recorder's output: ``screens`` to ``video``, then its sidecars. ``actions`` and ``cuts``
+    are read only after the screens are consumed (the recorders fill them while playing). On any
+    failure the video and its sidecars are removed: a video without its keys is half an output."""
+    from framegan.video import write_video  # PyAV, only for the recorders
+
+    write_video(video, screens, fps)
+    try:
+        write_sidecars(video, actions, names, cuts)
+    except BaseException:
+        for path in (Path(video), *(sidecar(video, suffix) for suffix in (ACTIONS, NAMES, CUTS))):
+            path.unlink(missing_ok=True)
+        raise
 
 
 def describe(values: Sequence[int], names: Sequence[str]) -> str:

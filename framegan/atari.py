@@ -42,9 +42,9 @@ import numpy as np
 from einops import reduce
 from tqdm import tqdm
 
-from framegan.actions import ACTIONS, CUTS, NAMES, sidecar, write_sidecars
+from framegan.actions import ACTIONS, CUTS, NAMES, sidecar, write_recording
 from framegan.cli import Parser, run_main
-from framegan.video import VideoError, write_video
+from framegan.video import VideoError
 
 ATARI_FPS = 60  # the 2600 runs at 60 frames/s (NTSC)
 MISSING = "ale-py is not installed: pip install -e '.[atari]'"
@@ -134,13 +134,7 @@ def record(out: str | Path | None = None, *, game: str = "MsPacman", frames: int
                 recent.append(ale.getScreenRGB())
 
     fps = ATARI_FPS / frameskip
-    write_video(out, screens(), fps)
-    try:
-        write_sidecars(out, actions, names, cuts)
-    except BaseException:  # a video without its sidecars is half an output
-        for path in (out, *(sidecar(out, suffix) for suffix in (ACTIONS, NAMES, CUTS))):
-            path.unlink(missing_ok=True)
-        raise
+    write_recording(out, screens(), fps, actions, names, cuts)
     seconds = time.perf_counter() - t0
     h, w = ale.getScreenDims()
     return {"out": str(out), "actions": str(sidecar(out, ACTIONS)), "names": str(sidecar(out, NAMES)),

@@ -48,9 +48,9 @@ import numpy as np
 from tqdm import tqdm
 
 from framegan.actions import ACTIONS as ACTIONS_FILE
-from framegan.actions import CUTS, NAMES, sidecar, write_sidecars
+from framegan.actions import CUTS, NAMES, sidecar, write_recording
 from framegan.cli import Parser, run_main
-from framegan.video import VideoError, write_video
+from framegan.video import VideoError
 
 DOOM_FPS = 35  # the Doom engine runs 35 tics per second
 MISSING = "vizdoom is not installed: pip install -e '.[vizdoom]'"
@@ -187,13 +187,7 @@ def record(out: str | Path | None = None, *, scenario: str = "deathmatch", frame
                     hold = 0
 
         fps = DOOM_FPS / frameskip
-        write_video(out, screens(), fps)
-    try:
-        write_sidecars(out, actions, {k: name for k, (name, _) in enumerate(ACTIONS)}, cuts)
-    except BaseException:  # a video without its sidecars is half an output
-        for path in (out, *sidecars.values()):
-            path.unlink(missing_ok=True)
-        raise
+        write_recording(out, screens(), fps, actions, {k: name for k, (name, _) in enumerate(ACTIONS)}, cuts)
     seconds = time.perf_counter() - t0
     return {"out": str(out), **{k: str(p) for k, p in sidecars.items()}, "scenario": config.stem,
             "frames": frames, "episodes": len(cuts) + 1, "size": size, "fps": fps,

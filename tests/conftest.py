@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny synthetic videos and stores written on the fly in tmp_path."""
+"""Shared fixtures: tiny synthetic videos and stores written on the fly in tmp_path; and the
+recorders' bad-input check."""
 from __future__ import annotations
 
 from fractions import Fraction
@@ -68,3 +69,12 @@ def make_timed_video(tmp_path):
             container.mux(stream.encode(None))
         return path
     return make
+
+
+def assert_bad_input(main, argv: list[str], tmp_path, capsys, message: str) -> None:
+    """``main(argv + --out tmp_path/x.mp4)`` exits 2 with one ``error:`` line holding ``message``
+    and writes nothing."""
+    assert main([*argv, "--out", str(tmp_path / "x.mp4"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []

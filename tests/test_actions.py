@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 
+from framegan import actions
 from framegan.actions import (
     ActionError,
     parse_actions,
@@ -11,6 +12,7 @@ from framegan.actions import (
     read_ids,
     read_names,
     sidecar,
+    write_recording,
     write_sidecars,
 )
 
@@ -67,6 +69,35 @@ def test_sidecars_round_trip(tmp_path):
     assert read_names(written[1]) == {0: "NOOP", 3: "RIGHT"}
     assert read_cuts(written[2]).tolist() == [2]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in written)  # no temps
+
+
+def test_recording_writes_video_then_sidecars_or_nothing(tmp_path, monkeypatch):
+    video = tmp_path / "game.mp4"
+    screens = [np.full((16, 16, 3), 10 * i, np.uint8) for i in range(4)]
+    keys, cuts = np.zeros(4, np.int64), []
+
+    def play():  # a recorder fills its keys and cuts while the screens are consumed
+        for i, screen in enumerate(screens):
+            keys[i] = 3 * (i % 2)
+            yield screen
+        cuts.append(2)
+
+    write_recording(video, play(), 10.0, keys, {0: "NOOP", 3: "RIGHT"}, cuts)
+    assert read_ids(sidecar(video, ".actions.npy")).tolist() == [0, 3, 0, 3]
+    assert read_cuts(sidecar(video, ".cuts.npy")).tolist() == [2] and video.stat().st_size > 0
+
+    real = actions.write_sidecars
+
+    def fail_after_the_first(video_, *args):
+        real(video_, args[0])  # the actions file is written, then the disk is full
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(actions, "write_sidecars", fail_after_the_first)
+    other = tmp_path / "other.mp4"
+    with pytest.raises(OSError):
+        write_recording(other, iter(screens), 10.0, keys, {0: "NOOP"}, [])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["game.mp4", "game.actions.npy", "game.action_names.json", "game.cuts.npy"])
 
 
 @pytest.mark.parametrize("text", ['["NOOP"]', '{"x": "NOOP"}', '{"1": 2}', '{"1": " "}'])

@@ -8,6 +8,7 @@ import ale_py
 import ale_py.roms
 import numpy as np
 import pytest
+from conftest import assert_bad_input
 
 from framegan.atari import main, record, rom_id
 from framegan.extract import extract
@@ -86,10 +87,7 @@ def test_game_names():
     (["--frames", "ten"], "invalid int value"),
 ])
 def test_bad_input_one_line_exit_2_nothing_written(tmp_path, capsys, args, message):
-    assert main([*args, "--out", str(tmp_path / "x.mp4"), "--quiet"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and message in err and err.count("\n") == 1
-    assert list(tmp_path.iterdir()) == []
+    assert_bad_input(main, args, tmp_path, capsys, message)
 
 
 def test_missing_ale_py_says_how_to_install(tmp_path, capsys, monkeypatch):

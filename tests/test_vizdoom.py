@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import assert_bad_input
 
 from framegan.extract import extract
 from framegan.store import open_store
@@ -85,10 +86,7 @@ def test_same_seed_same_recording(tmp_path):
     (["--frames", "ten"], "invalid int value"),
 ])
 def test_bad_input_one_line_exit_2_nothing_written(tmp_path, capsys, args, message):
-    assert main([*args, "--out", str(tmp_path / "x.mp4"), "--quiet"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and message in err and err.count("\n") == 1
-    assert list(tmp_path.iterdir()) == []
+    assert_bad_input(main, args, tmp_path, capsys, message)
 
 
 def test_missing_vizdoom_says_how_to_install(tmp_path, capsys, monkeypatch):

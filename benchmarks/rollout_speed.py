@@ -60,12 +60,16 @@ def build_mode(G0, mode: str, threads: int, cache: Path):
     return predictor(G, backend, precision.removesuffix("+cl"), checkpoint=cache / "g.pt")
 
 
-def time_rollout(predict, batch: int, horizon: int) -> float:
+def time_rollout(predict, batch: int, horizon: int, min_seconds: float = 0.25) -> float:
+    """Frames/s of whole rollouts, repeated for at least ``min_seconds`` (one 16-step batch-1
+    rollout takes ~50 ms: too short for a timing that a scheduler hiccup cannot skew)."""
     ctx = torch.rand(batch, 4, 3, SIZE, SIZE) * 2 - 1
     gen = torch.Generator().manual_seed(0)
-    t0 = time.perf_counter()
-    autoregress(predict, ctx, horizon, 1, gen)
-    return batch * horizon / (time.perf_counter() - t0)
+    t0, frames = time.perf_counter(), 0
+    while frames == 0 or time.perf_counter() - t0 < min_seconds:
+        autoregress(predict, ctx, horizon, 1, gen)
+        frames += batch * horizon
+    return frames / (time.perf_counter() - t0)
 
 
 def main() -> None:
@@ -110,7 +114,7 @@ def main() -> None:
             torch.set_num_threads(n)
             for b in args.batch:  # warm-up: export, compile, oneDNN primitive creation
                 t0 = time.perf_counter()
-                time_rollout(built[m, n], b, 2)
+                time_rollout(built[m, n], b, 2, min_seconds=0.0)
                 setup[m, b, n] = time.perf_counter() - t0
         for note in dict.fromkeys(note for n in args.threads for note in built[m, n].notes):
             print(f"  {m}: {note}")

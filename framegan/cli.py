@@ -89,13 +89,15 @@ def run_main(work: Callable[[], object], errors: tuple[type[BaseException], ...]
              interrupted: str = "interrupted; nothing written") -> int:
     """Run ``work``; ``UsageError``, ``errors`` and ``OSError`` (a missing or unwritable path, a
     full disk) become ``error: <message>`` and exit code 2, Ctrl-C prints ``interrupted``, 130.
-    ``--help`` returns 0 instead of raising ``SystemExit``."""
+    ``--help`` returns 0 instead of raising ``SystemExit``. An error with ``reported = True`` was
+    already printed where it was raised (a torchrun rank before its closing barrier)."""
     try:
         work()
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else 0
     except (UsageError, *errors) as e:
-        print(f"error: {e}", file=sys.stderr)
+        if not getattr(e, "reported", False):  # True: already printed where it was raised
+            print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:
         where = f"{e.filename}: " if e.filename else ""

@@ -40,6 +40,11 @@ AVX512-BF16 + AMX that other jobs shared (2-thread figures there were swamped by
     (``Predictor.notes``).
 ``auto`` decides per call from the batch size, so one predictor serves a batch-1 game loop and a
 batched evaluation.
+
+Threads on the onnx path: ONNX Runtime gets torch's thread count when the predictor is made;
+inside the loop torch itself runs on one thread, and ORT's idle workers spin for the next call
+(``Predictor.spin``; play turns spinning off). Batch-1 rollout, 2 threads, the 2-core Xeon:
+about 270 frames/s with both at 2 threads, 315 with torch on 1, 345-380 with spinning too.
 """
 from __future__ import annotations
 
@@ -281,13 +286,13 @@ class OnnxRunner:
     cache when the stored key matches the weights."""
 
     def __init__(self, G, size: tuple[int, int], checkpoint: str | Path | None = None,
-                 exporter: str = "auto", threads: int | None = None):
+                 exporter: str = "auto", threads: int | None = None, spin: bool = False):
         self.names = input_names(G)
         self.exported = None  # seconds the export took; None when a cached file was used
         key = weights_key(G, size)
         # beside the checkpoint; where that directory is not writable, the temp directory
         for self.path in dict.fromkeys([onnx_cache_path(checkpoint, key), _temp_cache(key)]):
-            self.session = self._open(self.path, key, threads)
+            self.session = self._open(self.path, key, threads, spin)
             if self.session is not None:
                 return
             t0 = time.perf_counter()
@@ -296,12 +301,12 @@ class OnnxRunner:
             except OSError:
                 continue
             self.exported = time.perf_counter() - t0
-            self.session = self._open(self.path, key, threads, strict=True)
+            self.session = self._open(self.path, key, threads, spin, strict=True)
             return
         raise OSError(f"nowhere to write the ONNX export (tried {self.path.parent})")
 
     @staticmethod
-    def _open(path: Path, key: str, threads: int | None, strict: bool = False):
+    def _open(path: Path, key: str, threads: int | None, spin: bool, strict: bool = False):
         """A session of ``path`` if it exists and holds ``key``, else None (``strict``: raise)."""
         import onnxruntime as ort
 
@@ -310,10 +315,10 @@ class OnnxRunner:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or torch.get_num_threads()  # the same threads as torch
         opts.inter_op_num_threads = 1
-        # ORT's idle workers spin by default, taking the core from torch's ops between two steps
-        # of a rollout loop: batch-1 rollout with 2 threads measured 1.17x torch fp32 spinning,
-        # 1.62-1.76x not (benchmarks/rollout_speed.py, 2-core Xeon).
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # ORT's idle workers spin for new work. That pays in a tight loop whose torch work runs
+        # on one thread (``Predictor.active``), and costs where something else needs the cores
+        # (play, beside a browser): see ``Predictor.spin``.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         opts.log_severity_level = 3  # errors only
         try:
             session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
@@ -346,6 +351,13 @@ class Predictor:
     precision: str                  # what was asked: auto | fp32 | bf16
     checkpoint: str | Path | None = None
     exporter: str = "auto"
+    # ONNX Runtime's threads: torch's count when the predictor was made (inside ``active`` torch
+    # itself runs on one). ``spin``: its idle workers spin for the next call instead of sleeping.
+    # Batch-1 rollout, 2 threads, 2-core Xeon (benchmarks/rollout_speed.py): ~270 f/s with torch on
+    # 2 threads beside ORT, ~315 with torch on 1, ~370 with torch on 1 and spinning; with torch
+    # on 2 threads spinning halved it (the spinners took the core from torch's OpenMP threads).
+    threads: int = field(default_factory=torch.get_num_threads)
+    spin: bool = True
     notes: list[str] = field(default_factory=list)
     _onnx: dict = field(default_factory=dict)      # (H, W) -> OnnxRunner
     _compiled: Callable | None = None
@@ -397,16 +409,25 @@ class Predictor:
         return f"{self.backend_for(batch)} {self.precision_for(batch)}"
 
     @contextlib.contextmanager
-    def active(self) -> Iterator[None]:
-        """no_grad (+ cached bf16 autocast) for the torch backends, entered once for many calls."""
+    def active(self, batch: int = 1) -> Iterator[None]:
+        """no_grad (+ cached bf16 autocast) for the torch backends, entered once for many calls
+        of ``batch`` frames. Where those run on ONNX Runtime, torch runs on one thread meanwhile:
+        its work between two calls (clamp, cat, noise) is tiny, and OpenMP threads that wait
+        for more would take the cores from ONNX Runtime's."""
         if self._depth:
             yield
             return
         self._depth += 1
+        threads = torch.get_num_threads()
+        single = self.backend_for(batch) == "onnx" and self.device.type == "cpu"
         try:
+            if single:
+                torch.set_num_threads(1)
             with inference(self.G, "fp32" if self.backend == "onnx" else self.precision):
                 yield
         finally:
+            if single:
+                torch.set_num_threads(threads)
             self._depth -= 1
 
     def warm(self, size: tuple[int, int], batch: int = 1) -> None:
@@ -438,7 +459,7 @@ class Predictor:
         try:
             if why := onnx_available():
                 raise RuntimeError(why)
-            runner = OnnxRunner(self.G, size, self.checkpoint, self.exporter)
+            runner = OnnxRunner(self.G, size, self.checkpoint, self.exporter, self.threads, self.spin)
             if runner.exported is not None:
                 self.notes.append(f"exported G to ONNX in {runner.exported:.1f} s: {runner.path} "
                                   f"(reused while the weights stay the same)")
@@ -460,9 +481,11 @@ class Predictor:
 
 
 def predictor(G: torch.nn.Module, backend: str = "auto", precision: str = "auto", *,
-              checkpoint: str | Path | None = None, exporter: str = "auto") -> Predictor:
+              checkpoint: str | Path | None = None, exporter: str = "auto",
+              spin: bool = True) -> Predictor:
     """A ``Predictor`` for ``G`` (already on its device; see ``prepare``). ``checkpoint``: where
-    G came from, so the ONNX export is cached beside it. Raises ``BackendError`` for a
+    G came from, so the ONNX export is cached beside it. ``spin``: see ``Predictor.spin`` (off
+    where the cores are shared, as in play). Raises ``BackendError`` for a
     combination that cannot run; a backend whose package is missing falls back to torch with a
     note in ``notes``."""
     if isinstance(G, Predictor):
@@ -475,7 +498,7 @@ def predictor(G: torch.nn.Module, backend: str = "auto", precision: str = "auto"
         raise BackendError("the onnx backend runs fp32 only (use --precision fp32 or auto, or another backend)")
     if backend == "onnx" and device.type != "cpu":
         raise BackendError(f"the onnx backend runs on the CPU; G is on {device} (use --device cpu)")
-    return Predictor(G, backend, p, checkpoint, exporter)
+    return Predictor(G, backend, p, checkpoint, exporter, spin=spin)
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -532,7 +555,7 @@ def autoregress(predict: Predictor, context: torch.Tensor, horizon: int, samples
     else:
         z = z.to(device, torch.float32)
     future = []
-    with predict.active():
+    with predict.active(x.shape[0]):
         for t in range(horizon):
             y = predict(x, z, None if a is None else a[:, t]).clamp(-1.0, 1.0)
             future.append(y)

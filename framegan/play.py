@@ -58,7 +58,7 @@ from framegan import websocket
 from framegan.atomic import atomic_path
 from framegan.cli import Parser, UsageError, add_threads, set_threads
 from framegan.frames import to_model, to_pixels
-from framegan.inference import BACKENDS, BackendError, predictor, prepare
+from framegan.inference import BACKENDS, BackendError, Predictor, predictor, prepare
 from framegan.rollout import context_from_store, context_from_video
 
 HOST = "127.0.0.1"           # never 0.0.0.0: the page runs a model on this machine for this user
@@ -158,7 +158,7 @@ def choose(controls: Sequence[Control], held: Sequence[str]) -> Control | None:
 def predict(G, window: torch.Tensor, z: torch.Tensor | None, action: torch.Tensor | None) -> torch.Tensor:
     """The one call into G (a ``framegan.inference.Predictor``: ONNX Runtime on CPUs by default):
     window ``(1, K, C, H, W)`` -> next frame ``(1, C, H, W)`` in [-1, 1]."""
-    with torch.no_grad():
+    with G.active() if isinstance(G, Predictor) else torch.no_grad():
         return G(window, z, action).float().clamp(-1.0, 1.0)
 
 
@@ -662,7 +662,10 @@ def load_model(checkpoint: str | Path, backend: str = "auto"):
 
     G, cfg, store_info = load_generator(checkpoint, "cpu")
     try:
-        return predictor(prepare(G, "cpu"), backend, "auto", checkpoint=checkpoint), cfg, store_info
+        # no spinning: play is paced and shares the cores with the browser; spinning measured
+        # 158 vs 151 frames/s unpaced, for 9.6 vs 6.9 ms of server CPU per frame
+        # (benchmarks/play_speed.py, 2-core Xeon)
+        return predictor(prepare(G, "cpu"), backend, "auto", checkpoint=checkpoint, spin=False), cfg, store_info
     except BackendError as e:
         raise UsageError(str(e)) from None
 

@@ -274,6 +274,13 @@ def train(cfg: Config) -> Path:
     d = distributed.init(cfg.train.device)
     try:
         return _train(cfg, d)
+    except engine.NonFiniteLoss as e:
+        if d.enabled:
+            # Say it before the closing barrier: once one rank has exited, torchrun kills the
+            # others, which may not have printed yet (seen under load in the test suite).
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            e.reported = True
+        raise
     finally:
         distributed.shutdown(d)
 

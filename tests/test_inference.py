@@ -256,6 +256,33 @@ def test_rollout_is_the_same_through_every_backend(exported):
     assert (bf16 - ref).abs().max() < 0.1
 
 
+def test_onnx_loop_runs_torch_on_one_thread_and_restores_it(exported, monkeypatch):
+    """Around ONNX Runtime calls torch runs single-threaded (its OpenMP threads would compete
+    with ORT's for the cores), and the caller's thread count comes back afterwards, also after an
+    error; the session keeps the thread count the predictor was made with. Torch backends keep
+    the caller's count inside the loop."""
+    _, p, _ = exported["z"]
+    seen = []
+    real_run = p._runner((SIZE, SIZE)).session.run
+    monkeypatch.setattr(p._runner((SIZE, SIZE)).session, "run",
+                        lambda *a, **k: (seen.append(torch.get_num_threads()), real_run(*a, **k))[1])
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        autoregress(p, to_model(sliding_square(K))[None], 3)
+        assert seen == [1, 1, 1] and torch.get_num_threads() == 2
+        with pytest.raises(RuntimeError), p.active():
+            assert torch.get_num_threads() == 1
+            raise RuntimeError("boom")
+        assert torch.get_num_threads() == 2
+        assert p.threads == before  # the count when the fixture made the predictor
+        t = predictor(tiny_g(4, 0), "torch", "fp32")
+        with t.active():
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_rollout_through_compile(monkeypatch):
     """The compile backend gives the torch frames. It runs torch.compile's graph capture with the
     "eager" backend here: inductor's code generation took minutes on the loaded 2-core test

@@ -83,6 +83,20 @@ def _check(frames: int, frameskip: int, sticky: float, max_hold: int, max_pool: 
         raise AtariError(f"--sticky {sticky}: must be in [0, 1]")
 
 
+def open_game(game: str, seed: int = 0, sticky: float = 0.25):
+    """(ALE emulator of ``game``, its minimal action set): seeded, sticky actions on, no frame
+    skip (callers skip themselves, to max-pool the screens in between)."""
+    ale_py = _ale()
+    rom = ale_py.roms.get_rom_path(rom_id(game))
+    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)  # no banner on stderr
+    ale = ale_py.ALEInterface()
+    ale.setInt("random_seed", seed % 2**31)  # ALE's own randomness: sticky actions
+    ale.setFloat("repeat_action_probability", sticky)
+    ale.setInt("frame_skip", 1)
+    ale.loadROM(str(rom))
+    return ale, ale.getMinimalActionSet()
+
+
 def record(out: str | Path | None = None, *, game: str = "MsPacman", frames: int = 20000,
            frameskip: int = 4, sticky: float = 0.25, max_hold: int = 15, max_pool: int = 4,
            seed: int = 0, progress: bool = True) -> dict:
@@ -92,19 +106,12 @@ def record(out: str | Path | None = None, *, game: str = "MsPacman", frames: int
     game, frames, games (resets + 1), size, fps, seconds, frames_per_second. Raises ``AtariError``
     / ``VideoError`` (one line) and then leaves no partial output behind."""
     _check(frames, frameskip, sticky, max_hold, max_pool)
-    ale_py = _ale()
-    rom = ale_py.roms.get_rom_path(rom_id(game))
+    rom_id(game)  # an unknown game (or no ale-py) fails before anything is written
     out = Path(out) if out is not None else Path("data") / f"{game}.mp4"
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
 
-    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)  # no banner on stderr
-    ale = ale_py.ALEInterface()
-    ale.setInt("random_seed", seed % 2**31)  # ALE's own randomness: sticky actions
-    ale.setFloat("repeat_action_probability", sticky)
-    ale.setInt("frame_skip", 1)  # we skip ourselves, to max-pool the screens in between
-    ale.loadROM(str(rom))
-    action_set = ale.getMinimalActionSet()
+    ale, action_set = open_game(game, seed, sticky)
     rng = np.random.default_rng(seed)
     actions = np.empty(frames, np.int64)
     names = {a.value: a.name for a in action_set}

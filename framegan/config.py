@@ -97,6 +97,7 @@ class LossConfig:
     r1_every: int = 16              # lazy R1: apply every N D steps, scaled by N
     wrong_context_weight: float = 1.0  # weight of real-frame/wrong-context negatives in D's loss
     wrong_action_weight: float = 1.0  # weight of real-frame/wrong-action negatives in D's loss (actions > 0)
+    balance_negatives: bool = False  # D's negative terms (fake, wrong context, wrong key) share one unit of weight
     diversity_weight: float = 0.0   # DSGAN diversity-sensitive term (0 = off)
     diversity_cap: float = 1.0      # clamp of the diversity ratio so it cannot run away
 

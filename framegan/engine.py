@@ -130,6 +130,14 @@ def d_step(gan: GAN, cfg: Config, clip: torch.Tensor, step: int, reduce_grads=No
         # Weighted like the real pair: the key's effect shows where the real frame moves.
         terms["d_wrong_action"] = lc.wrong_action_weight * losses.d_fake_loss(
             logits["wrong_action"], lc.adv_type, w_real)
+    if lc.balance_negatives:
+        # The negatives together weigh as much as the real pair. Summed, a D that cannot yet
+        # tell G's samples and wrong-key pairs from real ones scores everything -1 (the hinge
+        # optimum with three negatives per positive) and stays there: raising the real score to
+        # learn the wrong contexts would raise its indistinguishable twins as well, at a net loss.
+        share = 1 + sum(w for k, w in (("d_wrong", lc.wrong_context_weight),
+                                       ("d_wrong_action", lc.wrong_action_weight)) if k in terms)
+        terms.update({k: v / share for k, v in terms.items() if k != "d_real"})
     # Lazy R1 (StyleGAN2): every r1_every steps, scaled by r1_every; in fp32 (double backward).
     if lc.r1_gamma > 0 and step % lc.r1_every == 0:
         ctx_r, real_r = ctx.detach().requires_grad_(True), real.detach().requires_grad_(True)

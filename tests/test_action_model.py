@@ -112,6 +112,27 @@ def test_d_step_scores_wrong_action_negatives_and_d_learns_them():
     assert right_key - wrong_key > 1.5, (right_key, wrong_key)  # measured 2.9 at 150 steps
 
 
+def test_balanced_negatives_share_one_unit_of_weight():
+    """loss.balance_negatives: the same D step, with G's samples, wrong contexts and wrong keys each
+    divided by 3 (their total weight 1 + 1 + 1); the real pair's term is untouched."""
+    frames, keys = key_game(40, np.random.default_rng(2))
+    index = {STAY: 0, LEFT: 1, RIGHT: 2}
+    clips = rearrange(torch.stack([torch.as_tensor(frames[i:i + 3]) for i in range(8)]), "n t h w c -> n t c h w")
+    clips, acts = clips.float() / 127.5 - 1, torch.as_tensor([[index[k] for k in keys[i:i + 3]] for i in range(8)])
+    out = {}
+    for balance in (False, True):
+        cfg = load_config(None, ["model.width=8", "model.depth=2", "model.d_width=8", "model.d_depth=2",
+                                 "model.z_dim=2", "model.z_classes=0", "model.actions=3", "data.context=2",
+                                 f"loss.balance_negatives={balance}"])
+        torch.manual_seed(0)
+        G, D = build_generator(cfg.model, 2), build_discriminator(cfg.model, 2)
+        out[balance] = engine.d_step(engine.build_gan(cfg, G, D, torch.device("cpu"), None), cfg, clips, 0,
+                                     actions=acts)
+    assert torch.equal(out[True]["d_real"], out[False]["d_real"])
+    for term in ("d_fake", "d_wrong", "d_wrong_action"):
+        assert out[False][term] > 0 and torch.allclose(out[True][term], out[False][term] / 3), term
+
+
 def sprite_steps(n: int, gen: torch.Generator, size: int = 64) -> tuple:
     """A red 2x2 sprite anywhere on a textured background takes one step left (class 0) or right
     (class 1) while a white block elsewhere moves either way at random: the evidence of a latent
@@ -272,3 +293,48 @@ def test_rollout_plays_recorded_or_given_keys(key_store, tmp_path):
     assert rollout_main(["--checkpoint", str(ckpt), "--context", str(key_store), "--actions", "JUMP",
                          "--out", str(tmp_path / "x.npy")]) == 2
     assert not (tmp_path / "x.npy").exists()
+
+
+def test_d_probe_scores_every_kind_of_pair(key_store, tmp_path, capsys):
+    """d_probe loads D and G_ema from a training checkpoint and scores real, fake, wrong-context
+    and wrong-key pairs on held-out windows; a D that says the same for everything (zero weights)
+    shows as equal logits and real winning on no patch. A checkpoint without D is a one-line error."""
+    from framegan.checkpoint import save_checkpoint
+    from framegan.experiments import d_probe
+    from framegan.train import main as train_main
+
+    run = tmp_path / "run"
+    assert train_main(["model.width=8", "model.depth=2", "model.d_width=8", "model.d_depth=2", "data.context=2",
+                       "train.batch_size=4", "train.val_batches=1", "train.video_frames=2", "train.steps=2",
+                       "train.sample_every=2", f"data.root={key_store}", f"run.dir={run}"]) == 0
+    ckpt = run / "checkpoints" / "last.pt"
+    assert d_probe.main(["--checkpoint", str(ckpt), "--data", str(key_store), "--windows", "16"]) == 0
+    out = capsys.readouterr().out
+    for kind in ("real", "fake", "wrong context", "wrong key"):
+        assert f"\n  {kind} " in out
+    r = d_probe.probe(ckpt, key_store, windows=16)
+    assert r["windows"] == 16 and 0 < r["moving_share"] < 1  # the square moves, the background does not
+    assert set(r["real_wins"]) == {"fake", "wrong context", "wrong key"}
+    assert all(0 <= v <= 1 for v in r["real_wins"].values())
+
+    class Flat(torch.nn.Module):  # a collapsed D: one verdict for every pair
+        num_actions = 3
+
+        def load_state_dict(self, state, strict=True):
+            pass
+
+        def forward(self, context, frame, action=None):
+            return torch.full((len(frame), 1, 4, 4), -1.0)
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(d_probe, "build_discriminator", lambda *a, **k: Flat())
+        r = d_probe.probe(ckpt, key_store, windows=16)
+    assert {v["mean"] for k, v in r.items() if isinstance(v, dict) and "mean" in v} == {-1.0}
+    assert r["real_wins"] == {"fake": 0.0, "wrong context": 0.0, "wrong key": 0.0}
+
+    state = load_checkpoint(ckpt)
+    del state["D"]
+    save_checkpoint(tmp_path / "g_only.pt", state)
+    assert d_probe.main(["--checkpoint", str(tmp_path / "g_only.pt"), "--data", str(key_store)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "holds no discriminator" in err and err.count("\n") == 1

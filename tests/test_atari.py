@@ -95,3 +95,32 @@ def test_missing_ale_py_says_how_to_install(tmp_path, capsys, monkeypatch):
     assert main(["--frames", "5", "--out", str(tmp_path / "x.mp4")]) == 2
     assert capsys.readouterr().err == "error: ale-py is not installed: pip install -e '.[atari]'\n"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_key_effect_compares_two_true_futures():
+    """The same keys replayed from a restored emulator (RNG included) give the same future, so
+    the effect is nil (inf dB); another window's keys change Ms. Pac-Man's moving area."""
+    from framegan.experiments.key_effect import gain_estimate, key_effect
+
+    same = key_effect(frames=240, every=40, horizon=3, shift=0, progress=False)
+    assert same["windows"] >= 4 and len(same["steps"]) == 3
+    assert all(s["psnr"] == float("inf") and s["psnr_moving"] == float("inf") for s in same["steps"])
+    other = key_effect(frames=240, every=40, horizon=3, progress=False)
+    assert other["windows"] == same["windows"]
+    last = other["steps"][-1]
+    assert 5 < last["psnr_moving"] < 60 and last["psnr_moving"] < last["psnr"]  # the change is where things move
+    assert 0 < last["moving_fraction"] < 0.5
+    assert gain_estimate(10 ** -2, 20.0) == pytest.approx(10 * np.log10(2))  # error doubles: +3 dB
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--sticky", "2"], "--sticky 2.0: must be in [0, 1]"),
+    (["--game", "NoSuchGame"], "--game NoSuchGame: unknown ALE game"),
+    (["--horizon", "0"], "--horizon: must be >= 1, got 0"),
+])
+def test_key_effect_bad_input_one_line(capsys, args, message):
+    from framegan.experiments.key_effect import main as key_main
+
+    assert key_main([*args, "--quiet", "--frames", "40"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1, err

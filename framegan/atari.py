@@ -74,7 +74,8 @@ def rom_id(game: str) -> str:
     return ids[key]
 
 
-def _check(frames: int, frameskip: int, sticky: float, max_hold: int, max_pool: int) -> None:
+def check_play(frames: int, frameskip: int, sticky: float, max_hold: int, max_pool: int) -> None:
+    """The recorder's play settings (also key_effect's); a bad one is a one-line ``AtariError``."""
     for name, value in (("--frames", frames), ("--frameskip", frameskip), ("--max-hold", max_hold),
                         ("--max-pool", max_pool)):
         if value < 1:
@@ -105,7 +106,7 @@ def record(out: str | Path | None = None, *, game: str = "MsPacman", frames: int
     action names, cuts at game resets). Returns a summary dict: out, actions, names, cuts (paths),
     game, frames, games (resets + 1), size, fps, seconds, frames_per_second. Raises ``AtariError``
     / ``VideoError`` (one line) and then leaves no partial output behind."""
-    _check(frames, frameskip, sticky, max_hold, max_pool)
+    check_play(frames, frameskip, sticky, max_hold, max_pool)
     rom_id(game)  # an unknown game (or no ale-py) fails before anything is written
     out = Path(out) if out is not None else Path("data") / f"{game}.mp4"
     out.parent.mkdir(parents=True, exist_ok=True)

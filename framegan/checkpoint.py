@@ -94,14 +94,20 @@ def checkpoint_config(state: dict, path: str | Path = "checkpoint") -> Config:
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu", ema: bool = True):
     """(G in eval mode, Config, store-info dict) from a checkpoint, for rollout and evaluation."""
-    from framegan.nets import build_generator  # late import: nets are heavier than this module
-
     state = load_checkpoint(path)
     cfg = checkpoint_config(state, path)
+    return generator_from_state(state, cfg, path, device, ema), cfg, state.get("store", {})
+
+
+def generator_from_state(state: dict, cfg: Config, path: str | Path = "checkpoint",
+                         device: str | torch.device = "cpu", ema: bool = True):
+    """G (eval mode) from an already loaded checkpoint ``state`` (G_ema unless ``ema`` is False)."""
+    from framegan.nets import build_generator  # late import: nets are heavier than this module
+
     G = build_generator(cfg.model, cfg.data.context)
     key = "G_ema" if ema and "G_ema" in state else "G"
     load_weights(G, state[key], f"{path} [{key}]")
-    return G.to(device).eval(), cfg, state.get("store", {})
+    return G.to(device).eval()
 
 
 def load_inverse(path: str | Path, device: str | torch.device = "cpu"):

@@ -113,6 +113,16 @@ def test_key_effect_compares_two_true_futures():
     assert gain_estimate(10 ** -2, 20.0) == pytest.approx(10 * np.log10(2))  # error doubles: +3 dB
 
 
+def test_key_effect_cli_prints_every_step_and_the_estimate(capsys):
+    from framegan.experiments.key_effect import main as key_main
+
+    assert key_main(["--frames", "240", "--every", "40", "--horizon", "2", "--size", "32",
+                     "--model-psnr", "15", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "MsPacman at 32x32" in out and "step  1:" in out and "step  2:" in out
+    assert "a model at 15 dB moving-area PSNR (step 2)" in out
+
+
 @pytest.mark.parametrize("args, message", [
     (["--sticky", "2"], "--sticky 2.0: must be in [0, 1]"),
     (["--game", "NoSuchGame"], "--game NoSuchGame: unknown ALE game"),

@@ -23,11 +23,11 @@ import sys
 
 import torch
 
-from framegan.checkpoint import CheckpointError, checkpoint_config, load_checkpoint, load_generator
+from framegan.checkpoint import CheckpointError, checkpoint_config, generator_from_state, load_checkpoint, load_weights
 from framegan.cli import Parser, positive, run_main
-from framegan.data import ClipDataset
+from framegan.data import ClipDataset, pick_windows
 from framegan.engine import wrong_actions
-from framegan.losses import moved
+from framegan.losses import patch_weight
 from framegan.nets import build_discriminator
 from framegan.store import StoreError
 
@@ -41,15 +41,15 @@ def probe(checkpoint, data, windows: int = 128, seed: int = 0) -> dict:
     if "D" not in state:
         raise CheckpointError(f"{checkpoint}: holds no discriminator")
     D = build_discriminator(cfg.model, cfg.data.context)
-    D.load_state_dict(state["D"])
+    load_weights(D, state["D"], f"{checkpoint} [D]")
     D.eval()
-    G, _, _ = load_generator(checkpoint)
+    G = generator_from_state(state, cfg, checkpoint)
     del state
     K = cfg.data.context
     ds = ClipDataset(data, context=K, horizon=1, split="val")
     if len(ds) < 2:
         raise StoreError(f"{data}: fewer than 2 held-out windows of {K + 1} frames")
-    idx = torch.linspace(0, len(ds) - 1, min(windows, len(ds))).long().tolist()
+    idx = pick_windows(len(ds), windows)
     clip, actions = (torch.as_tensor(v) for v in ds[idx])
     ctx, real = clip[:, :K], clip[:, K]
     gen = torch.Generator().manual_seed(seed)
@@ -63,7 +63,7 @@ def probe(checkpoint, data, windows: int = 128, seed: int = 0) -> dict:
         kinds["wrong key"] = D(ctx, real, wrong_actions(a, D.num_actions, gen))
     logits = {k: v.float() for k, v in kinds.items()}
     patches = logits["real"].shape[-2:]
-    moving = torch.nn.functional.adaptive_max_pool2d(moved(ctx[:, -1], real), patches).bool()
+    moving = patch_weight(ctx[:, -1], [real], 1.0, patches) > 1  # the D phase's moving patches
     out = {k: {"mean": float(v.mean()),
                "moving": float(v[moving].mean()) if moving.any() else float("nan"),
                "static": float(v[~moving].mean()) if (~moving).any() else float("nan")}

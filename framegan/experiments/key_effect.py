@@ -32,7 +32,7 @@ import numpy as np
 from einops import reduce
 from tqdm import tqdm
 
-from framegan.atari import AtariError, open_game
+from framegan.atari import AtariError, check_play, open_game
 from framegan.cli import Parser, positive, run_main
 from framegan.metrics import MOVING_THRESHOLD
 from framegan.preprocess import parse_size
@@ -147,8 +147,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     def work():
         args = _parser().parse_args(argv)
-        if not 0.0 <= args.sticky <= 1.0:
-            raise AtariError(f"--sticky {args.sticky}: must be in [0, 1]")
+        check_play(args.frames, args.frameskip, args.sticky, args.max_hold, args.max_pool)
         r = key_effect(args.game, frames=args.frames, every=args.every, horizon=args.horizon,
                        size=args.size, frameskip=args.frameskip, sticky=args.sticky,
                        max_hold=args.max_hold, max_pool=args.max_pool, seed=args.seed,

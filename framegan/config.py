@@ -93,6 +93,7 @@ class LossConfig:
     variety_relax: float = 0.5      # weight of the other k-1 samples' reconstruction (relaxed winner-takes-all)
     variety_relax_steps: int = 800  # > 0: the relax weight decays linearly over these steps (evolving WTA) ...
     variety_relax_end: float = 0.1  # ... to this floor, which keeps a class that never wins anchored
+    variety_relax_agree: float = 0.1  # > 0: the losers' pull only where they agree with the winner within this
     r1_gamma: float = 0.0           # R1 penalty on real pairs (0 = off)
     r1_every: int = 16              # lazy R1: apply every N D steps, scaled by N
     wrong_context_weight: float = 1.0  # weight of real-frame/wrong-context negatives in D's loss
@@ -219,6 +220,7 @@ def validate(cfg: Config) -> None:
         need(getattr(lo, k) >= 0, f"loss.{k} must be >= 0, got {getattr(lo, k)}")
     need(lo.variety_k >= 1, f"loss.variety_k must be >= 1, got {lo.variety_k}")
     need(lo.variety_relax < 1, f"loss.variety_relax must be < 1 (1 = plain mean over k), got {lo.variety_relax}")
+    need(lo.variety_relax_agree >= 0, f"loss.variety_relax_agree must be >= 0, got {lo.variety_relax_agree}")
     need(lo.variety_relax_steps >= 0, f"loss.variety_relax_steps must be >= 0, got {lo.variety_relax_steps}")
     need(0 <= lo.variety_relax_end <= lo.variety_relax,
          f"loss.variety_relax_end must be in [0, loss.variety_relax], got {lo.variety_relax_end}")

@@ -23,7 +23,7 @@ import copy
 from dataclasses import dataclass
 
 import torch
-from einops import rearrange, repeat
+from einops import rearrange, reduce, repeat
 
 from framegan import distributed, losses
 from framegan.config import Config
@@ -202,15 +202,28 @@ def g_step(gan: GAN, cfg: Config, clip: torch.Tensor, step: int, reduce_grads=No
         per = rearrange(torch.stack(per_step).mean(0), "(s b) -> s b", s=k)
         # Variety loss (Social GAN): only the closest of the k samples is pulled to the truth,
         # so the others stay free to be the *other* future instead of all collapsing to the mean.
-        # The relax term pulls the others on the first step alone (see losses.best_of_k).
-        terms["g_rec"] = (losses.best_of_k(per, relax_weight(cfg, step), rearrange(per_step[0], "(s b) -> s b", s=k))
-                          if k > 1 else per.mean())
+        # The relax term pulls the others on the first step alone (see losses.best_of_k), and
+        # only where they draw what the winner draws (loss.variety_relax_agree, agreeing_relax).
+        committed = None
         if classes is not None:
-            winners = rearrange(classes, "(s b) -> s b", s=k).gather(0, per.detach().argmin(0, keepdim=True))[0]
+            sample_class = rearrange(classes, "(s b) -> s b", s=k)
+            winners = sample_class.gather(0, per.detach().argmin(0, keepdim=True))[0]
             # How decisive each win was: 0 where the samples tie (a step every class predicts
             # alike, which most steps of most footage are), 1 where the runner-up was far off.
             best, second = per.detach().topk(2, dim=0, largest=False).values
             decisive = ((second - best) / (second + 1e-8)).clamp(0, 1)
+            # After the relax decay, a class that won a decisive context in this batch draws a
+            # future of its own, so where it loses it is drawing that future, not drifting (see
+            # agreeing_relax). During the decay every class is taken to be one: the classes are
+            # still becoming distinct, and a full pull then keeps them alike (small_fast fork).
+            if step >= lc.variety_relax_steps:
+                committed = (torch.bincount(winners[decisive > DECISIVE_WIN], minlength=n_cls) > 0)[sample_class]
+        relax_on = rearrange(per_step[0], "(s b) -> s b", s=k)
+        if k > 1 and lc.variety_relax_agree > 0 and relax_weight(cfg, step) > 0:
+            relax_on = agreeing_relax(preds[0].float(), futures_k[:, 0], ctx_k[:, -1], per.detach().argmin(0), cfg,
+                                      committed)
+        terms["g_rec"] = (losses.best_of_k(per, relax_weight(cfg, step), relax_on)
+                          if k > 1 else per.mean())
     if lc.gdl_weight > 0:
         terms["g_gdl"] = lc.gdl_weight * losses.gdl(fake, real_k, lc.gdl_alpha)
     if lc.diversity_weight > 0:
@@ -229,6 +242,39 @@ def g_step(gan: GAN, cfg: Config, clip: torch.Tensor, step: int, reduce_grads=No
     if gan.Q is not None and classes is not None and "g_rec" in terms:
         out.update(q_step(gan, ctx, clip[:, K], winners, decisive, step, reduce_grads))
     return out
+
+
+DECISIVE_WIN = 0.5  # a win counts as decisive where the runner-up's loss is over twice the winner's
+
+
+def agreeing_relax(first: torch.Tensor, target: torch.Tensor, last: torch.Tensor, win: torch.Tensor,
+                   cfg: Config, committed: torch.Tensor | None = None) -> torch.Tensor:
+    """``(k, B)`` first-step reconstruction of every sample, counted only on the pixels where it
+    agrees with its context's winner (every channel within ``loss.variety_relax_agree``): what
+    the relax term of ``losses.best_of_k`` pulls on with ``loss.variety_relax_agree`` > 0.
+
+    Why: at a fork the loser draws the other branch. Pulled to the truth everywhere, it is pulled
+    to erase its own character and to draw the winner's, which left a faint copy of the other
+    branch (10 % split frames on the `y` fork game with the 0.1 floor). Where loser and winner
+    draw the same thing (the scene both keep, every step of a deterministic game) the pull stays.
+
+    ``committed`` (k, B) bool, given after the relax decay: the samples whose class won a
+    decisive context in the batch. The others are pulled everywhere, as without the mask: a class
+    that never wins (one of the two on Ms. Pac-Man without keys) drew off-colour patches that
+    stayed more than the threshold away from the winner's frame, where the mask had stopped
+    pulling (its first step 32.7 dB PSNR against 37.0 pulled everywhere)."""
+    lc, k = cfg.loss, cfg.loss.variety_k
+    first = rearrange(first, "(s b) c h w -> s b c h w", s=k)
+    winner = first.detach()[win, torch.arange(first.shape[1], device=first.device)]
+    agree = reduce((first.detach() - winner[None]).abs(), "s b c h w -> s b 1 h w", "max") <= lc.variety_relax_agree
+    if committed is not None:
+        agree = agree | ~rearrange(committed, "s b -> s b 1 1 1")
+    weight = rearrange(losses.motion_weight(last, target, lc.motion_weight), "(s b) 1 h w -> s b 1 h w", s=k) \
+        if lc.motion_weight > 0 else torch.ones_like(agree, dtype=first.dtype)
+    target = rearrange(target, "(s b) c h w -> s b c h w", s=k).float()
+    diff = first - target
+    err = (lc.l1_weight * diff.abs() + lc.l2_weight * diff.pow(2)) * weight * agree
+    return reduce(err, "s b c h w -> s b", "mean")
 
 
 def relax_weight(cfg: Config, step: int) -> float:

@@ -180,3 +180,59 @@ def test_relax_weight_decays_to_zero_over_the_given_steps():
     assert [engine.relax_weight(evolving, s) for s in (0, 40, 80, 5000)] == pytest.approx([0.5, 0.25, 0.0, 0.0])
     floored = load_config(None, ["loss.variety_relax=0.5", "loss.variety_relax_steps=80", "loss.variety_relax_end=0.1"])
     assert [engine.relax_weight(floored, s) for s in (0, 40, 80, 5000)] == pytest.approx([0.5, 0.3, 0.1, 0.1])
+
+
+def test_agreeing_relax_pulls_a_loser_only_where_it_agrees_with_the_winner():
+    """A loser that draws the other branch is not pulled to erase it (nor to draw the winner's
+    branch); where it draws what the winner draws, it is pulled to the truth as before."""
+    from framegan import engine
+    from framegan.config import load_config
+
+    cfg = load_config(None, ["loss.variety_relax_agree=0.1", "loss.motion_weight=0"])
+    target = torch.zeros(1, 3, 2, 2)
+    winner = target.clone()
+    winner[..., 0, 0] = 0.04            # close to the truth: it wins
+    loser = winner.clone()
+    loser[..., 0, 1] = 0.9              # the other branch: far from the winner, not pulled
+    loser[..., 1, 1] = 0.08             # within 0.1 of the winner: pulled like the plain relax
+    first = torch.cat([loser, winner])  # sample-major: s * B + b with B = 1, the loser first
+    last = torch.zeros_like(target)
+    out = engine.agreeing_relax(first, target.repeat(2, 1, 1, 1), last.repeat(2, 1, 1, 1), torch.tensor([1]), cfg)
+    assert out.shape == (2, 1)
+    assert out[0, 0].item() == pytest.approx((0.04 + 0.08) / 4)  # pixels (0,0) and (1,1) of 4, every channel
+    assert out[1, 0].item() == pytest.approx(0.04 / 4)           # the winner agrees with itself everywhere
+
+
+def test_g_step_masks_the_pull_only_for_classes_that_won_a_decisive_context():
+    """The trainer's G phase: the truth of each context is one class's own frame, so that class
+    wins it decisively. Both classes winning a context: the losers are pulled only where they
+    agree with the winner, less than everywhere. Class 0 winning both: class 1 never won and is
+    pulled everywhere after the relax decay (a class that never wins drifts where it is not
+    pulled)."""
+    from einops import rearrange
+
+    from framegan import engine
+    from framegan.config import load_config
+    from framegan.nets import build_discriminator, build_generator
+
+    def g_rec(agree, winner_classes, decay_steps=0):
+        cfg = load_config(None, ["model.width=8", "model.depth=2", "model.d_width=8", "model.d_depth=2",
+                                 "loss.adv_weight=0", f"loss.variety_relax_agree={agree}",
+                                 f"loss.variety_relax_steps={decay_steps}", "loss.variety_relax=0.9",
+                                 "loss.variety_relax_end=0.9"])
+        torch.manual_seed(0)
+        gan = engine.build_gan(cfg, build_generator(cfg.model, 4), build_discriminator(cfg.model, 4),
+                               torch.device("cpu"), None)
+        with torch.no_grad():  # classes far apart: a big class embedding
+            for p in gan.G.parameters():
+                p.mul_(3)
+            ctx = torch.rand(2, 4, 3, 32, 32) * 2 - 1
+            classes = torch.tensor(winner_classes)
+            truth = gan.G(ctx, gan.G.sample_z(2, classes=classes), None)
+        clip = torch.cat([ctx, rearrange(truth, "b c h w -> b 1 c h w")], dim=1)
+        return engine.g_step(gan, cfg, clip, step=1)["g_rec"].item()
+
+    assert g_rec(0.1, [0, 1]) < g_rec(0, [0, 1])
+    assert g_rec(0.1, [0, 0]) == pytest.approx(g_rec(0, [0, 0]))
+    # during the relax decay (step 1 of 800) every class is masked: the classes are still forming
+    assert g_rec(0.1, [0, 0], decay_steps=800) < g_rec(0, [0, 0], decay_steps=800)

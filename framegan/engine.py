@@ -26,7 +26,7 @@ import torch
 from einops import rearrange, reduce, repeat
 
 from framegan import distributed, losses
-from framegan.config import Config
+from framegan.config import Config, LossConfig
 
 
 @dataclass
@@ -189,40 +189,37 @@ def g_step(gan: GAN, cfg: Config, clip: torch.Tensor, step: int, reduce_grads=No
                  if lc.adv_motion_weight > 0 else None)
         terms["g_adv"] = lc.adv_weight * losses.g_adversarial(fake_logits, lc.adv_type, w_adv)
     if lc.l1_weight > 0 or lc.l2_weight > 0:
-        per_step = []  # per-sample reconstruction (k * B,) of each predicted step
+        per_step, weights = [], []  # per-sample reconstruction (k * B,) and pixel weight of each step
         for t, pred in enumerate(preds):
             target, last = futures_k[:, t], ctx_k[:, -1] if t == 0 else futures_k[:, t - 1]
-            weight = losses.motion_weight(last, target, lc.motion_weight) if lc.motion_weight > 0 else None
-            rec = torch.zeros(k * B, device=fake.device)
-            if lc.l1_weight > 0:
-                rec = rec + lc.l1_weight * losses.per_sample_l1(pred.float(), target, weight)
-            if lc.l2_weight > 0:
-                rec = rec + lc.l2_weight * losses.per_sample_l2(pred.float(), target, weight)
-            per_step.append(rec)
+            weights.append(losses.motion_weight(last, target, lc.motion_weight) if lc.motion_weight > 0 else None)
+            per_step.append(reconstruction(lc, pred, target, weights[-1]))
         per = rearrange(torch.stack(per_step).mean(0), "(s b) -> s b", s=k)
+        win = per.detach().argmin(0)  # (B,) the sample closest to the truth, per context
         # Variety loss (Social GAN): only the closest of the k samples is pulled to the truth,
         # so the others stay free to be the *other* future instead of all collapsing to the mean.
         # The relax term pulls the others on the first step alone (see losses.best_of_k), and
-        # only where they draw what the winner draws (loss.variety_relax_agree, agreeing_relax).
+        # only where they draw what the winner draws (loss.variety_relax_agree, agreement_mask).
         committed = None
         if classes is not None:
             sample_class = rearrange(classes, "(s b) -> s b", s=k)
-            winners = sample_class.gather(0, per.detach().argmin(0, keepdim=True))[0]
+            winners = sample_class.gather(0, win[None])[0]
             # How decisive each win was: 0 where the samples tie (a step every class predicts
             # alike, which most steps of most footage are), 1 where the runner-up was far off.
             best, second = per.detach().topk(2, dim=0, largest=False).values
             decisive = ((second - best) / (second + 1e-8)).clamp(0, 1)
             # After the relax decay, a class that won a decisive context in this batch draws a
             # future of its own, so where it loses it is drawing that future, not drifting (see
-            # agreeing_relax). During the decay every class is taken to be one: the classes are
+            # agreement_mask). During the decay every class is taken to be one: the classes are
             # still becoming distinct, and a full pull then keeps them alike (small_fast fork).
             if step >= lc.variety_relax_steps:
                 committed = (torch.bincount(winners[decisive > DECISIVE_WIN], minlength=n_cls) > 0)[sample_class]
-        relax_on = rearrange(per_step[0], "(s b) -> s b", s=k)
-        if k > 1 and lc.variety_relax_agree > 0 and relax_weight(cfg, step) > 0:
-            relax_on = agreeing_relax(preds[0].float(), futures_k[:, 0], ctx_k[:, -1], per.detach().argmin(0), cfg,
-                                      committed)
-        terms["g_rec"] = (losses.best_of_k(per, relax_weight(cfg, step), relax_on)
+        relax = relax_weight(cfg, step)
+        relax_on = per_step[0]
+        if k > 1 and lc.variety_relax_agree > 0 and relax > 0:
+            mask = agreement_mask(preds[0], win, k, lc.variety_relax_agree, committed)
+            relax_on = reconstruction(lc, preds[0], futures_k[:, 0], mask if weights[0] is None else weights[0] * mask)
+        terms["g_rec"] = (losses.best_of_k(per, relax, rearrange(relax_on, "(s b) -> s b", s=k))
                           if k > 1 else per.mean())
     if lc.gdl_weight > 0:
         terms["g_gdl"] = lc.gdl_weight * losses.gdl(fake, real_k, lc.gdl_alpha)
@@ -247,11 +244,23 @@ def g_step(gan: GAN, cfg: Config, clip: torch.Tensor, step: int, reduce_grads=No
 DECISIVE_WIN = 0.5  # a win counts as decisive where the runner-up's loss is over twice the winner's
 
 
-def agreeing_relax(first: torch.Tensor, target: torch.Tensor, last: torch.Tensor, win: torch.Tensor,
-                   cfg: Config, committed: torch.Tensor | None = None) -> torch.Tensor:
-    """``(k, B)`` first-step reconstruction of every sample, counted only on the pixels where it
-    agrees with its context's winner (every channel within ``loss.variety_relax_agree``): what
-    the relax term of ``losses.best_of_k`` pulls on with ``loss.variety_relax_agree`` > 0.
+def reconstruction(lc: LossConfig, pred: torch.Tensor, target: torch.Tensor,
+                   weight: torch.Tensor | None) -> torch.Tensor:
+    """``(N,)`` per-sample reconstruction loss: weighted L1 and L2 as ``loss.l1_weight`` and
+    ``loss.l2_weight`` say, ``weight`` per pixel (or None)."""
+    rec = torch.zeros(pred.shape[0], device=pred.device)
+    if lc.l1_weight > 0:
+        rec = rec + lc.l1_weight * losses.per_sample_l1(pred.float(), target, weight)
+    if lc.l2_weight > 0:
+        rec = rec + lc.l2_weight * losses.per_sample_l2(pred.float(), target, weight)
+    return rec
+
+
+def agreement_mask(first: torch.Tensor, win: torch.Tensor, k: int, threshold: float,
+                   committed: torch.Tensor | None = None) -> torch.Tensor:
+    """``(k * B, 1, H, W)`` float mask of the first-step pixels where each sample agrees with its
+    context's winner ``win`` (B,) (every channel within ``threshold``, ``loss.variety_relax_agree``):
+    where the relax term of ``losses.best_of_k`` pulls a losing sample to the truth.
 
     Why: at a fork the loser draws the other branch. Pulled to the truth everywhere, it is pulled
     to erase its own character and to draw the winner's, which left a faint copy of the other
@@ -263,18 +272,12 @@ def agreeing_relax(first: torch.Tensor, target: torch.Tensor, last: torch.Tensor
     that never wins (one of the two on Ms. Pac-Man without keys) drew off-colour patches that
     stayed more than the threshold away from the winner's frame, where the mask had stopped
     pulling (its first step 32.7 dB PSNR against 37.0 pulled everywhere)."""
-    lc, k = cfg.loss, cfg.loss.variety_k
-    first = rearrange(first, "(s b) c h w -> s b c h w", s=k)
-    winner = first.detach()[win, torch.arange(first.shape[1], device=first.device)]
-    agree = reduce((first.detach() - winner[None]).abs(), "s b c h w -> s b 1 h w", "max") <= lc.variety_relax_agree
+    first = rearrange(first.detach().float(), "(s b) c h w -> s b c h w", s=k)
+    winner = first[win, torch.arange(first.shape[1], device=first.device)]
+    agree = reduce((first - winner[None]).abs(), "s b c h w -> s b 1 h w", "max") <= threshold
     if committed is not None:
         agree = agree | ~rearrange(committed, "s b -> s b 1 1 1")
-    weight = rearrange(losses.motion_weight(last, target, lc.motion_weight), "(s b) 1 h w -> s b 1 h w", s=k) \
-        if lc.motion_weight > 0 else torch.ones_like(agree, dtype=first.dtype)
-    target = rearrange(target, "(s b) c h w -> s b c h w", s=k).float()
-    diff = first - target
-    err = (lc.l1_weight * diff.abs() + lc.l2_weight * diff.pow(2)) * weight * agree
-    return reduce(err, "s b c h w -> s b", "mean")
+    return rearrange(agree.float(), "s b 1 h w -> (s b) 1 h w")
 
 
 def relax_weight(cfg: Config, step: int) -> float:

@@ -129,7 +129,7 @@ def best_of_k(per_sample_losses: torch.Tensor, relax: float = 0.0,
     ``relax_losses`` (k, B), if given, are what the relax term pulls on instead (the G step passes
     the first step alone: a losing sample's later steps continue from its own, other future, so
     the truth is no target for them; and only the pixels where the loser agrees with the winner,
-    ``engine.agreeing_relax``)."""
+    ``engine.agreement_mask``)."""
     k = per_sample_losses.shape[0]
     best, win = per_sample_losses.min(dim=0)
     if relax == 0 or k == 1:

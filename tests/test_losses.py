@@ -182,7 +182,7 @@ def test_relax_weight_decays_to_zero_over_the_given_steps():
     assert [engine.relax_weight(floored, s) for s in (0, 40, 80, 5000)] == pytest.approx([0.5, 0.3, 0.1, 0.1])
 
 
-def test_agreeing_relax_pulls_a_loser_only_where_it_agrees_with_the_winner():
+def test_agreement_mask_pulls_a_loser_only_where_it_agrees_with_the_winner():
     """A loser that draws the other branch is not pulled to erase it (nor to draw the winner's
     branch); where it draws what the winner draws, it is pulled to the truth as before."""
     from framegan import engine
@@ -196,11 +196,11 @@ def test_agreeing_relax_pulls_a_loser_only_where_it_agrees_with_the_winner():
     loser[..., 0, 1] = 0.9              # the other branch: far from the winner, not pulled
     loser[..., 1, 1] = 0.08             # within 0.1 of the winner: pulled like the plain relax
     first = torch.cat([loser, winner])  # sample-major: s * B + b with B = 1, the loser first
-    last = torch.zeros_like(target)
-    out = engine.agreeing_relax(first, target.repeat(2, 1, 1, 1), last.repeat(2, 1, 1, 1), torch.tensor([1]), cfg)
-    assert out.shape == (2, 1)
-    assert out[0, 0].item() == pytest.approx((0.04 + 0.08) / 4)  # pixels (0,0) and (1,1) of 4, every channel
-    assert out[1, 0].item() == pytest.approx(0.04 / 4)           # the winner agrees with itself everywhere
+    mask = engine.agreement_mask(first, torch.tensor([1]), 2, cfg.loss.variety_relax_agree)
+    out = engine.reconstruction(cfg.loss, first, target.repeat(2, 1, 1, 1), mask)
+    assert out.shape == (2,)
+    assert out[0].item() == pytest.approx((0.04 + 0.08) / 4)  # pixels (0,0) and (1,1) of 4, every channel
+    assert out[1].item() == pytest.approx(0.04 / 4)           # the winner agrees with itself everywhere
 
 
 def test_g_step_masks_the_pull_only_for_classes_that_won_a_decisive_context():

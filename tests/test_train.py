@@ -125,7 +125,7 @@ def test_kill_9_then_resume(store, tmp_path):
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(store, tmp_path, monkeypatch, capsys):
-    real = losses.per_sample_l1
+    real = losses.best_of_k  # called once per G step: it makes g_rec
     calls = {"n": 0}
 
     def poisoned(*a, **k):
@@ -133,7 +133,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(store, tmp_path, m
         out = real(*a, **k)
         return out * float("nan") if calls["n"] > 5 else out
 
-    monkeypatch.setattr(losses, "per_sample_l1", poisoned)
+    monkeypatch.setattr(losses, "best_of_k", poisoned)
     rd = tmp_path / "run"
     assert run(store, rd, "train.steps=50", "train.save_every=2", "train.sample_every=1000") == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]  # lines above: the progress bar
@@ -323,11 +323,11 @@ held, rank = {}, int(os.environ["RANK"])
 ema = engine.update_ema
 engine.update_ema = lambda gan, cfg, step: (held.update(gan=gan), ema(gan, cfg, step))
 if os.environ.get("NAN_RANK") == str(rank):
-    l1, calls = losses.per_sample_l1, [0]
+    rec, calls = losses.best_of_k, [0]  # once per G step: it makes g_rec
     def poisoned(*a, **k):
         calls[0] += 1
-        return l1(*a, **k) * (float("nan") if calls[0] >= 3 else 1.0)
-    losses.per_sample_l1 = poisoned
+        return rec(*a, **k) * (float("nan") if calls[0] >= 3 else 1.0)
+    losses.best_of_k = poisoned
 rc = main(sys.argv[1:])
 if os.environ.get("HASH_DIR"):
     gan = held["gan"]

@@ -82,14 +82,27 @@ def _to_device(obj, device: torch.device):
 def checkpoint_config(state: dict, path: str | Path = "checkpoint") -> Config:
     """The training config stored in a checkpoint. A run always stores ``model.actions`` resolved;
     a checkpoint from before action input existed has no such key (it reads as -1, auto) and had
-    no action input, which is what the count of its stored action values (none) says."""
+    no action input, which is what the count of its stored action values (none) says. One from
+    before ``model.output`` existed is read with the head it had (``_upgrade``)."""
     try:
-        cfg = from_dict(state["config"])
+        cfg = from_dict(_upgrade(state["config"]))
     except (KeyError, ConfigError) as e:
         raise CheckpointError(f"{path}: stored config is unusable ({e})") from None
     if cfg.model.actions < 0:
         cfg.model.actions = len(((state.get("store") or {}).get("actions") or {}).get("values") or [])
     return cfg
+
+
+def _upgrade(config: dict) -> dict:
+    """A config stored before ``model.output`` existed says ``model.residual``: true was the
+    residual head, false the direct one."""
+    model = config.get("model") if isinstance(config, dict) else None
+    if not isinstance(model, dict) or "residual" not in model:
+        return config
+    model = dict(model)
+    residual = model.pop("residual")
+    model.setdefault("output", "residual" if residual else "direct")
+    return {**config, "model": model}
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu", ema: bool = True):

@@ -30,6 +30,12 @@ class ZInject(str, enum.Enum):
     modulate = "modulate"  # z -> per-channel scale/shift of decoder features (FiLM / StyleGAN-ish)
 
 
+class GOutput(str, enum.Enum):
+    direct = "direct"        # tanh(head): the frame drawn from scratch
+    residual = "residual"    # tanh(atanh(last) + head): a change to the last context frame
+    composite = "composite"  # a mask picks where G repaints the last context frame
+
+
 class DBackbone(str, enum.Enum):
     cnn = "cnn"
     transformer = "transformer"
@@ -69,7 +75,7 @@ class ModelConfig:
     z_inject: ZInject = ZInject.modulate  # how z (and the action) enters G
     actions: int = -1               # actions G and D are conditioned on: -1 = auto (the store's count), 0 = none
     inverse: bool = True            # with z_classes: also train q(class | context, next frame) (latent actions)
-    residual: bool = True           # G predicts the change from the last context frame
+    output: GOutput = GOutput.composite  # how G's head makes the frame from the last context frame
     d_backbone: DBackbone = DBackbone.cnn  # temporal discriminator family
     d_width: int = 32               # base channel count of D
     d_depth: int = 3                # strided stages in the CNN D (PatchGAN receptive field)

@@ -1,7 +1,7 @@
 """python -m framegan.play: key mapping, the HTTP game server, page life, the CLI, and a real
 headless browser (Debian's chromium driven by playwright).
 
-Tiny untrained generators (width 8, depth 2, K=2, 16x16, residual off so that the action and the
+Tiny untrained generators (width 8, depth 2, K=2, 16x16, output=direct so that the action and the
 noise visibly change the frame). The browser test skips with a printed reason where chromium or
 playwright is missing, and fails instead under CI (``.ci/run`` sets CI=1 and installs both).
 """
@@ -59,7 +59,7 @@ def make_checkpoint(path: Path, actions: int = 3, z_dim: int = 0, z_classes: int
     """A real checkpoint (training-state keys) of an untrained tiny G."""
     noisy = z_dim + z_classes > 0
     cfg = load_config(None, ["model.width=8", "model.depth=2", f"model.z_dim={z_dim}",
-                             f"model.z_classes={z_classes}", f"model.actions={actions}", "model.residual=false",
+                             f"model.z_classes={z_classes}", f"model.actions={actions}", "model.output=direct",
                              f"data.context={K}", f"loss.variety_k={4 if noisy else 1}",
                              f"data.root={root or path.parent / 'no-such-store'}"])
     torch.manual_seed(0)

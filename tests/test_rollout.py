@@ -24,10 +24,10 @@ K, SIZE, FPS = 2, 16, 10.0
 
 
 def make_checkpoint(path: Path, z_dim: int = 4, size: int = SIZE, seed: int = 0) -> Path:
-    """A real checkpoint of an untrained tiny G. residual=false: an untrained residual G is almost
+    """A real checkpoint of an untrained tiny G. output=direct: an untrained composite G is almost
     copy-last, which would hide whether z changes anything."""
     cfg = load_config(None, ["model.width=8", "model.depth=2", f"model.z_dim={z_dim}", "model.z_classes=0",
-                             "model.residual=false", f"data.context={K}",
+                             "model.output=direct", f"data.context={K}",
                              f"loss.variety_k={4 if z_dim else 1}"])  # best-of-k needs noise
     torch.manual_seed(seed)
     G = build_generator(cfg.model, cfg.data.context)

@@ -283,6 +283,22 @@ def test_unreadable_checkpoint_is_a_checkpoint_error(tmp_path, content):
         load_checkpoint(tmp_path / "c.pt")
 
 
+@pytest.mark.parametrize("residual,output", [(True, "residual"), (False, "direct")])
+def test_checkpoint_from_before_model_output_keeps_its_head(residual, output):
+    """Checkpoints saved before ``model.output`` say ``model.residual``; they must load with the
+    head they were trained with, not with today's default (composite), whose head is wider."""
+    from framegan.config import GOutput, to_dict
+
+    cfg = to_dict(load_config(None, TINY))
+    del cfg["model"]["output"]
+    cfg["model"]["residual"] = residual
+    old = checkpoint_config({"config": cfg})
+    assert old.model.output == GOutput(output)
+    G = build_generator(old.model, old.data.context)
+    assert G.head.out_channels == 3  # the composite head has a fourth (mask) channel
+    assert build_generator(load_config(None, TINY).model, 2).head.out_channels == 4
+
+
 def test_stored_config_interpolation_is_refused_not_resolved(tmp_path, capsys, monkeypatch):
     from framegan.config import to_dict
 
@@ -431,7 +447,7 @@ def test_torchrun_non_finite_loss_on_one_rank_stops_every_rank(store, tmp_path):
     ["model.z_inject=concat", "loss.adv_type=nonsaturating"],
     ["model.z_inject=add", "loss.adv_type=lsgan", "loss.variety_k=1", "loss.diversity_weight=1"],
     ["model.d_backbone=transformer", "model.d_patch=8", "loss.r1_gamma=1", "loss.r1_every=1"],
-    ["model.residual=false", "loss.adv_motion_weight=0", "loss.l2_weight=1", "loss.wrong_context_weight=0"],
+    ["model.output=direct", "loss.adv_motion_weight=0", "loss.l2_weight=1", "loss.wrong_context_weight=0"],
     ["model.z_dim=0", "model.z_classes=2", "loss.variety_k=4", "loss.diversity_weight=1"],
 ])
 def test_every_method_option_takes_finite_steps(extra):

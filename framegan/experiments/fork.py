@@ -65,6 +65,11 @@ SHARP_ON, OFF, SPLIT_ON = 0.75, 0.25, 0.2
 # L1 model stayed under 1.7 % on the sample game (a slightly soft patrolling block); broken
 # rollouts reached 13-32 %.
 NOISY_LEVEL, NOISY_SHARE = 48, 0.02
+# A trail: what a predicted character (or block) leaves behind where the true frame is background
+# again. ``trail`` = share of the pixels away from the sprite boxes that differ from the true frame
+# by more than TRAIL_LEVEL (uint8, any channel), per step; too faint for NOISY_LEVEL, plain to see
+# in a GIF. G's residual head left 3.9 % at step 3 on the sample game (1000 steps), composite 0.4 %.
+TRAIL_LEVEL = 16
 # Mean |stored - rendered| of one frame, uint8 levels, that still counts as "the same frame": the
 # training video is H.264 yuv444p crf 18, measured at most 2.5 on every game of the family.
 CODEC_TOLERANCE = 4.0
@@ -104,9 +109,9 @@ def alpha_map(pred: np.ndarray, background: np.ndarray, colour) -> np.ndarray:
     return ((p - b) * d).sum(-1) / np.maximum((d * d).sum(-1), 1.0)
 
 
-def coverage(pred: np.ndarray, ep: Episode, step: int) -> tuple[list[float], float, bool]:
-    """(a_b per branch, a_0 of the old boxes, whether the scene away from the boxes is broken)
-    for one predicted frame ``step`` (1-based) frames after ``ep``'s fork."""
+def coverage(pred: np.ndarray, ep: Episode, step: int) -> tuple[list[float], float, bool, float]:
+    """(a_b per branch, a_0 of the old boxes, whether the scene away from the boxes is broken, its
+    trail share) for one predicted frame ``step`` (1-based) frames after ``ep``'s fork."""
     game, size = ep.game, pred.shape[0]
     bg = game_mod.render(game, ep.scene, ep.fork + step, None, size)
     a = alpha_map(pred, bg, game.colour).clip(0, 1.5)
@@ -128,31 +133,38 @@ def coverage(pred: np.ndarray, ep: Episode, step: int) -> tuple[list[float], flo
         old_only &= ~m
     mean = [float(a[r].mean()) if r.any() else 0.0 for r in regions]
     a_old = float(a[old_only].mean()) if old_only.any() else 0.0
-    return mean, a_old, background_error(pred, bg, anywhere, game) > NOISY_SHARE
+    noisy = background_error(pred, bg, anywhere, game) > NOISY_SHARE
+    return mean, a_old, noisy, background_error(pred, bg, anywhere, game, TRAIL_LEVEL)
 
 
 def score_frame(pred: np.ndarray, ep: Episode, step: int) -> tuple[str, int, bool]:
     """Classify one predicted frame: (label, branch index, whether the scene is broken)."""
-    a, a_old, noisy = coverage(pred, ep, step)
+    a, a_old, noisy, _ = coverage(pred, ep, step)
+    return (*classify(a, a_old, noisy), noisy)
+
+
+def classify(a: list[float], a_old: float, noisy: bool) -> tuple[str, int]:
+    """(label, branch) from a frame's coverage (see the module docstring)."""
     branch = int(np.argmax(a))
     drawn = sum(x >= SHARP_ON for x in a)
     others_off = all(x <= OFF for i, x in enumerate(a) if i != branch)
     if drawn == 1 and others_off and a_old <= OFF and not noisy:
-        return "sharp", branch, noisy
+        return "sharp", branch
     if sum(x >= SPLIT_ON for x in a) >= 2:
-        return "split", branch, noisy
-    return "blurred", branch, noisy
+        return "split", branch
+    return "blurred", branch
 
 
-def background_error(pred: np.ndarray, bg: np.ndarray, boxes: np.ndarray, game: ForkGame) -> float:
+def background_error(pred: np.ndarray, bg: np.ndarray, boxes: np.ndarray, game: ForkGame,
+                     level: int = NOISY_LEVEL) -> float:
     """Share of the pixels away from ``boxes`` (dilated by a quarter sprite) that differ from the
-    background ``bg`` by more than NOISY_LEVEL in any channel."""
+    background ``bg`` by more than ``level`` in any channel."""
     pad = max(1, game.sprite * pred.shape[0] // GRID // 4)
     near = boxes.copy()
     for dy in range(-pad, pad + 1):
         for dx in range(-pad, pad + 1):
             near |= np.roll(boxes, (dy, dx), axis=(0, 1))
-    bad = (np.abs(pred.astype(np.int16) - bg.astype(np.int16)).max(-1) > NOISY_LEVEL) & ~near
+    bad = (np.abs(pred.astype(np.int16) - bg.astype(np.int16)).max(-1) > level) & ~near
     return float(bad.sum() / max(1, (~near).sum()))
 
 
@@ -163,6 +175,7 @@ class Tally:
     def __init__(self, branches: list[str], horizon: int):
         self.branches, self.horizon = branches, horizon
         self.labels, self.noisy = Counter(), 0
+        self.trail = np.zeros(horizon)  # summed trail shares per step
         self.per_step = [Counter() for _ in range(horizon)]
         self.step_branch = np.zeros((horizon, len(branches)), int)  # sharp frames per branch
         self.per_context: list[np.ndarray] = []                       # (horizon, N) per context
@@ -172,10 +185,12 @@ class Tally:
         mine = np.zeros((self.horizon, len(self.branches)), int)
         for sample in futures:
             for t, frame in enumerate(sample):
-                label, branch, broken = score_frame(frame, ep, t + 1)
+                a, a_old, broken, trail = coverage(frame, ep, t + 1)
+                label, branch = classify(a, a_old, broken)
                 self.labels[label] += 1
                 self.per_step[t][label] += 1
                 self.noisy += broken
+                self.trail[t] += trail
                 if label == "sharp":
                     mine[t, branch] += 1
         self.step_branch += mine
@@ -194,6 +209,7 @@ class Tally:
             "frames": total,
             **{f"{k}_rate": self.labels[k] / total for k in LABELS},
             "noisy_rate": self.noisy / total,  # frames whose scene breaks away from the boxes (any label)
+            "trail": (self.trail / per_step_total).tolist(),  # mean trail share per step
             "branch_counts": dict(zip(self.branches, counts.tolist())),  # sharp frames, all steps
             "branch_share": self._shares(counts),
             "per_step": [{**{k: self.per_step[t][k] / per_step_total for k in LABELS},
@@ -387,7 +403,7 @@ def fork_gif(path: Path, reg: tuple[Episode, int, np.ndarray], gan: tuple[Episod
 
 def format_table(results: dict) -> str:
     names = results["branches"]
-    head = (f"{'model':<14} {'sharp':>7} {'split':>7} {'blurred':>8} {'noisy':>7}   "
+    head = (f"{'model':<14} {'sharp':>7} {'split':>7} {'blurred':>8} {'noisy':>7} {'trail':>6}   "
             f"share {'/'.join(names):<18} every branch")
     rows = [f"fork game {results['game']!r}: {len(names)} branches, {results['contexts']} fresh contexts, "
             f"{results['horizon']} steps", head]
@@ -397,7 +413,7 @@ def format_table(results: dict) -> str:
         text = "n/a" if None in share.values() else "/".join(f"{share[n]:.2f}" for n in names)
         every = f"{r['contexts_reaching_every_branch']}/{contexts} contexts" if contexts else ""
         return (f"{label:<14} {r['sharp_rate']:>7.1%} {r['split_rate']:>7.1%} {r['blurred_rate']:>8.1%} "
-                f"{r['noisy_rate']:>7.1%}   {text:<24} {every}")
+                f"{r['noisy_rate']:>7.1%} {r['trail'][-1]:>6.1%}   {text:<24} {every}")
 
     for name, r in results["models"].items():
         rows.append(row(name, r, r["contexts"]) + f"   ({r['frames']} frames)")

@@ -40,14 +40,18 @@ def test_scorer_on_exact_frames(g):
         faded = ((frames[0].astype(float) + background) / 2).round().astype(np.uint8)
         assert fork.score_frame(faded, ep, step)[0] == "blurred"
         assert fork.coverage(frames[0], ep, step)[3] == 0  # an exact render leaves no trail
-    # A faint ghost of the character where it stood at the fork, left there to the last step: a
-    # trail (in every game the character is well away from the fork by then).
+    # A faint ghost where the character stood at the fork, left there to the last step (in every
+    # game the character is well away from the fork by then): 30 levels off, over TRAIL_LEVEL (16)
+    # and under NOISY_LEVEL (48). A trail, though the frame is still "sharp".
     step = g.after
-    exact, background = futures[0][step - 1], game.render(g, ep.scene, ep.fork + step, None)
+    exact = futures[0][step - 1]
     fork_frame, fork_background = ep.frames[ep.fork], game.render(g, ep.scene, ep.fork, None)
     was_there = np.abs(fork_frame.astype(int) - fork_background).max(-1) > 100
-    ghost = exact.copy()
-    ghost[was_there] = ((exact[was_there].astype(int) + fork_frame[was_there]) // 2).astype(np.uint8)
+    ghost = exact.astype(int)
+    ghost[was_there] += np.where(ghost[was_there] > 127, -30, 30)
+    ghost = ghost.astype(np.uint8)
+    nothing = np.zeros(ghost.shape[:2], bool)
+    assert fork.background_error(ghost, exact, nothing, g, fork.NOISY_LEVEL) == 0
     label, _, noisy = fork.score_frame(ghost, ep, step)
     assert fork.coverage(ghost, ep, step)[3] > 0.001 and (label, noisy) == ("sharp", False)
 

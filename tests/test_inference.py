@@ -19,18 +19,20 @@ from framegan.inference import autoregress, predictor, prepare
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
-# name -> (z_dim, actions, z_inject): with and without z, with and without actions; concat and
-# add tile / project the condition with batch-dependent shapes, which a traced export must keep dynamic
+# name -> (z_dim, actions, z_inject[, output]): with and without z, with and without actions; concat
+# and add tile / project the condition with batch-dependent shapes, which a traced export must keep
+# dynamic; the residual head (old checkpoints) needs the exporter's atanh rule, direct has no last frame
 VARIANTS = {"z": (4, 0, "modulate"), "plain": (0, 0, "modulate"), "z+actions": (4, 3, "modulate"),
-            "actions": (0, 3, "modulate"), "concat": (4, 3, "concat"), "add": (4, 0, "add")}
+            "actions": (0, 3, "modulate"), "concat": (4, 3, "concat"), "add": (4, 0, "add"),
+            "residual": (4, 3, "modulate", "residual"), "direct": (4, 0, "modulate", "direct")}
 
 
-def tiny_g(z_dim: int, actions: int, inject: str = "modulate", seed: int = 0):
+def tiny_g(z_dim: int, actions: int, inject: str = "modulate", output: str = "composite", seed: int = 0):
     from framegan.nets import build_generator
 
     cfg = load_config(None, ["model.width=8", "model.depth=2", f"model.z_dim={z_dim}", "model.z_classes=0",
                              f"model.actions={actions}",
-                             f"model.z_inject={inject}", f"data.context={K}",
+                             f"model.z_inject={inject}", f"model.output={output}", f"data.context={K}",
                              f"loss.variety_k={4 if z_dim else 1}"])
     torch.manual_seed(seed)
     return build_generator(cfg.model, K).eval()
@@ -49,8 +51,8 @@ def exported(tmp_path_factory):
     """name -> (G, predictor on the onnx backend, its checkpoint path): one export per variant."""
     root = tmp_path_factory.mktemp("onnx")
     out = {}
-    for name, (z_dim, actions, inject) in VARIANTS.items():
-        G = tiny_g(z_dim, actions, inject)
+    for name, variant in VARIANTS.items():
+        G = tiny_g(*variant)
         p = predictor(G, "onnx", "fp32", checkpoint=root / f"{name}.pt")
         p.warm((SIZE, SIZE))
         assert p.backend == "onnx" and p.notes and "exported" in p.notes[0], p.notes

@@ -51,7 +51,7 @@ def test_scorer_on_exact_frames(g):
     ghost[was_there] += np.where(ghost[was_there] > 127, -30, 30)
     ghost = ghost.astype(np.uint8)
     nothing = np.zeros(ghost.shape[:2], bool)
-    assert fork.background_error(ghost, exact, nothing, g, fork.NOISY_LEVEL) == 0
+    assert fork.background_error(ghost, exact, nothing, g, (fork.NOISY_LEVEL,)) == [0]
     label, _, noisy = fork.score_frame(ghost, ep, step)
     assert fork.coverage(ghost, ep, step)[3] > 0.001 and (label, noisy) == ("sharp", False)
 

@@ -133,8 +133,8 @@ def coverage(pred: np.ndarray, ep: Episode, step: int) -> tuple[list[float], flo
         old_only &= ~m
     mean = [float(a[r].mean()) if r.any() else 0.0 for r in regions]
     a_old = float(a[old_only].mean()) if old_only.any() else 0.0
-    noisy = background_error(pred, bg, anywhere, game) > NOISY_SHARE
-    return mean, a_old, noisy, background_error(pred, bg, anywhere, game, TRAIL_LEVEL)
+    off, trail = background_error(pred, bg, anywhere, game, (NOISY_LEVEL, TRAIL_LEVEL))
+    return mean, a_old, off > NOISY_SHARE, trail
 
 
 def score_frame(pred: np.ndarray, ep: Episode, step: int) -> tuple[str, int, bool]:
@@ -156,16 +156,16 @@ def classify(a: list[float], a_old: float, noisy: bool) -> tuple[str, int]:
 
 
 def background_error(pred: np.ndarray, bg: np.ndarray, boxes: np.ndarray, game: ForkGame,
-                     level: int = NOISY_LEVEL) -> float:
-    """Share of the pixels away from ``boxes`` (dilated by a quarter sprite) that differ from the
-    background ``bg`` by more than ``level`` in any channel."""
+                     levels: tuple[int, ...]) -> list[float]:
+    """Per level of ``levels``: the share of the pixels away from ``boxes`` (dilated by a quarter
+    sprite) that differ from the background ``bg`` by more than that level in any channel."""
     pad = max(1, game.sprite * pred.shape[0] // GRID // 4)
     near = boxes.copy()
     for dy in range(-pad, pad + 1):
         for dx in range(-pad, pad + 1):
             near |= np.roll(boxes, (dy, dx), axis=(0, 1))
-    bad = (np.abs(pred.astype(np.int16) - bg.astype(np.int16)).max(-1) > level) & ~near
-    return float(bad.sum() / max(1, (~near).sum()))
+    away = np.abs(pred.astype(np.int16) - bg.astype(np.int16)).max(-1)[~near]
+    return [float((away > level).sum() / max(1, away.size)) for level in levels]
 
 
 # ----------------------------------------------------------------------------- scoring a model

@@ -95,13 +95,16 @@ def checkpoint_config(state: dict, path: str | Path = "checkpoint") -> Config:
 
 def _upgrade(config: dict) -> dict:
     """A config stored before ``model.output`` existed says ``model.residual``: true was the
-    residual head, false the direct one."""
+    residual head, false the direct one. One stored before ``model.action_history`` existed saw
+    one key per step."""
     model = config.get("model") if isinstance(config, dict) else None
-    if not isinstance(model, dict) or "residual" not in model:
+    if not isinstance(model, dict):
         return config
     model = dict(model)
-    residual = model.pop("residual")
-    model.setdefault("output", "residual" if residual else "direct")
+    model.setdefault("action_history", 1)
+    if "residual" in model:
+        residual = model.pop("residual")
+        model.setdefault("output", "residual" if residual else "direct")
     return {**config, "model": model}
 
 

@@ -74,6 +74,7 @@ class ModelConfig:
     z_dist: ZDist = ZDist.gaussian  # distribution z is drawn from
     z_inject: ZInject = ZInject.modulate  # how z (and the action) enters G
     actions: int = -1               # actions G and D are conditioned on: -1 = auto (the store's count), 0 = none
+    action_history: int = 2         # keys G and D see per step: the last one pressed and the L-1 before it
     inverse: bool = True            # with z_classes: also train q(class | context, next frame) (latent actions)
     output: GOutput = GOutput.composite  # how G's head makes the frame from the last context frame
     d_backbone: DBackbone = DBackbone.cnn  # temporal discriminator family
@@ -218,6 +219,10 @@ def validate(cfg: Config) -> None:
     need(m.z_dim >= 0, f"model.z_dim must be >= 0, got {m.z_dim}")
     need(m.z_classes == 0 or m.z_classes >= 2, f"model.z_classes must be 0 or >= 2, got {m.z_classes}")
     need(m.actions >= -1, f"model.actions must be -1 (auto), 0 (none) or a count, got {m.actions}")
+    need(m.action_history >= 1, f"model.action_history must be >= 1, got {m.action_history}")
+    # (with model.actions=-1, train.resolve_actions checks this once the store says whether it has keys)
+    need(m.actions <= 0 or m.action_history <= d.context,
+         f"model.action_history must be in 1..data.context ({d.context}), got {m.action_history}")
     need(not (d.augment and m.actions > 0),
          "data.augment (horizontal flips) would swap the meaning of left/right keys: not with model.actions")
     need(m.d_patch >= 1 and m.d_layers >= 1 and m.d_heads >= 1, "model.d_patch/d_layers/d_heads must be >= 1")

@@ -70,15 +70,21 @@ def split_clip(clip: torch.Tensor, K: int) -> tuple[torch.Tensor, torch.Tensor]:
     return clip[:, :K], clip[:, K]
 
 
-def step_actions(actions: torch.Tensor | None, K: int, t: int = 0) -> torch.Tensor | None:
-    """The keys ``(B,)`` that lead to target ``t`` (0-based) of windows with actions ``(B, T)``."""
-    return None if actions is None else actions[:, K - 1 + t]
+def step_actions(actions: torch.Tensor | None, K: int, t: int = 0, history: int = 1) -> torch.Tensor | None:
+    """The keys that lead to target ``t`` (0-based) of windows with actions ``(B, T)``: the one
+    pressed after the frame before it ``(B,)``, or with ``history`` L > 1 the last L ``(B, L)``,
+    oldest first (``model.action_history``; G and D take either)."""
+    if actions is None:
+        return None
+    return actions[:, K - 1 + t] if history == 1 else actions[:, K - history + t:K + t]
 
 
 def wrong_actions(a: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
-    """For each key in ``a`` another one of the ``n``, uniformly: ``(a + U{1..n-1}) mod n``."""
-    shift = torch.randint(1, n, a.shape, device=a.device, generator=generator)
-    return (a + shift) % n
+    """For each key in ``a`` ``(B,)`` another one of the ``n``, uniformly: ``(a + U{1..n-1}) mod
+    n``. A key history ``(B, L)`` gets one shift per row: every key wrong, but a held key stays
+    held, so D cannot tell a wrong history by its keys alone (recorded keys mostly repeat)."""
+    shift = torch.randint(1, n, a.shape[:1], device=a.device, generator=generator)
+    return (a + (shift if a.ndim == 1 else shift[:, None])) % n
 
 
 def sample_z(gan: GAN, n: int, classes: torch.Tensor | None = None) -> torch.Tensor:
@@ -95,7 +101,7 @@ def d_step(gan: GAN, cfg: Config, clip: torch.Tensor, step: int, reduce_grads=No
     """Discriminator phase. Returns detached scalars for logging."""
     lc = cfg.loss
     ctx, real = split_clip(clip, cfg.data.context)
-    a = step_actions(actions, cfg.data.context)
+    a = step_actions(actions, cfg.data.context, history=unwrap(gan.G).action_history)
     B, n_act = ctx.shape[0], unwrap(gan.D).num_actions
     gan.G.requires_grad_(False)
     gan.D.requires_grad_(True)
@@ -156,7 +162,7 @@ def g_step(gan: GAN, cfg: Config, clip: torch.Tensor, step: int, reduce_grads=No
     lc, K = cfg.loss, cfg.data.context
     ctx, horizon = clip[:, :K], clip.shape[1] - K
     B = ctx.shape[0]
-    k = lc.variety_k
+    k, L = lc.variety_k, unwrap(gan.G).action_history
     gan.G.requires_grad_(True)
     gan.D.requires_grad_(False)
     # k noise draws per context, stacked sample-major: index = s * B + b.
@@ -171,7 +177,7 @@ def g_step(gan: GAN, cfg: Config, clip: torch.Tensor, step: int, reduce_grads=No
     classes = torch.arange(k * B, device=gan.device) // B % n_cls if n_cls and k > 1 else None
     z = sample_z(gan, k * B, classes)
     with autocast(gan):
-        a0 = step_actions(actions_k, K)
+        a0 = step_actions(actions_k, K, history=L)
         fake = gan.G(ctx_k, z, a0)
         fake_logits = gan.D(ctx_k, fake, a0).float() if lc.adv_weight > 0 else None
         # Windows of data.horizon > 1 frames: G goes on from its own predictions with the same z,
@@ -181,7 +187,7 @@ def g_step(gan: GAN, cfg: Config, clip: torch.Tensor, step: int, reduce_grads=No
         preds, x = [fake], ctx_k
         for t in range(1, horizon):
             x = torch.cat([x[:, 1:], preds[-1][:, None].to(x.dtype)], dim=1)
-            preds.append(gan.G(x, z, step_actions(actions_k, K, t)))
+            preds.append(gan.G(x, z, step_actions(actions_k, K, t, L)))
     fake = fake.float()
     terms = {}
     if lc.adv_weight > 0:
@@ -229,7 +235,7 @@ def g_step(gan: GAN, cfg: Config, clip: torch.Tensor, step: int, reduce_grads=No
         else:  # a second draw just for the diversity term
             z2 = sample_z(gan, B)
             with autocast(gan):
-                f2 = gan.G(ctx, z2, step_actions(actions, K)).float()
+                f2 = gan.G(ctx, z2, step_actions(actions, K, history=L)).float()
             f1, z1 = fake, z
         terms["g_div"] = lc.diversity_weight * losses.diversity(f1, f2, z1, z2, lc.diversity_cap)
     total, gnorm = optimize(gan, gan.G, gan.opt_g, terms, step, "G", reduce_grads)

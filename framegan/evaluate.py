@@ -88,7 +88,9 @@ def evaluate_models(models: dict, dataset, horizon: int, samples: int = 1, seed:
     Models with action input play the recorded actions of each window (``dataset[i][1]``, mapped
     to the model's own indices by ``action_maps[name]``, default: the same indices) and are rolled
     out a second time with the actions of another window (the batch rolled by one: Genie's
-    controllability, delta-PSNR = PSNR with the true actions - PSNR with the shuffled ones).
+    controllability, delta-PSNR = PSNR with the true actions - PSNR with the shuffled ones). A
+    model with a key history also gets the recorded keys pressed after the context frames before
+    the last (shuffled with the rest).
     """
     K = dataset.context
     too_long = [n for n, G in models.items() if G is not None and G.context > K]
@@ -110,8 +112,10 @@ def evaluate_models(models: dict, dataset, horizon: int, samples: int = 1, seed:
     for batch in tqdm(batches, desc="evaluate", unit="batch", disable=not progress):
         items = [dataset[i] for i in batch]
         clip = torch.stack([frames for frames, _ in items])
-        acts = torch.stack([a for _, a in items])[:, K - 1:K - 1 + horizon]  # (B, T) keys of each step
-        if keyed and (acts < 0).any():
+        recorded = torch.stack([a for _, a in items])
+        acts = recorded[:, K - 1:K - 1 + horizon]  # (B, T) keys of each step
+        before = recorded[:, :K - 1]  # (B, K-1) keys after the context frames before the last
+        if keyed and ((acts < 0).any() or (before < 0).any()):
             raise ValueError(f"models {keyed} play recorded actions, but these windows have none")
         ctx, truth = clip[:, :K], clip[:, K:K + horizon]
         last = ctx[:, -1]
@@ -121,14 +125,16 @@ def evaluate_models(models: dict, dataset, horizon: int, samples: int = 1, seed:
         truth_hf["hf_energy_moving"].append(metrics.hf_energy(truth, mask).double().numpy())
         for name, G in models.items():
             a = maps[name][acts] if name in keyed else None
+            hist = maps[name][before] if name in keyed and G.action_history > 1 else None
             if G is None:
                 pred = repeat(last, "b c h w -> b 1 t c h w", t=horizon)
             else:
                 noise = gens[name].get_state()
-                pred = autoregress(G, ctx, horizon, n_samples[name], gens[name], a).cpu()
+                pred = autoregress(G, ctx, horizon, n_samples[name], gens[name], a, history=hist).cpu()
             if name in keyed:  # the same noise draws under another window's keys
                 again = torch.Generator(G.device).set_state(noise)
-                other = autoregress(G, ctx, horizon, n_samples[name], again, _other_actions(a, G.num_actions))
+                other = autoregress(G, ctx, horizon, n_samples[name], again, _other_actions(a, G.num_actions),
+                                    history=None if hist is None else _other_actions(hist, G.num_actions))
                 shuffled_err[name].append(_shuffled_errors(other.cpu(), truth, mask))
             stats[name].append(_frame_stats(pred, truth, mask))
             diversity[name].append(metrics.diversity(rearrange(pred, "b s t c h w -> s b t c h w")).numpy())
@@ -175,9 +181,11 @@ def latent_report(Q, G, dataset, windows: list[int], seed: int = 0, batch_size: 
     for i in range(0, len(windows), batch_size):
         items = [dataset[j] for j in windows[i:i + batch_size]]
         clip = torch.stack([f for f, _ in items])
-        acts = torch.stack([a for _, a in items])[:, K - 1]
+        recorded = torch.stack([a for _, a in items])
+        acts = recorded[:, K - 1]
         ctx, real = clip[:, :K], clip[:, K]
-        a = acts if G.num_actions else None
+        L = getattr(G, "action_history", 1)
+        a = (acts if L == 1 else recorded[:, K - L:K]) if G.num_actions else None
         preds = torch.stack([G(ctx, G.sample_z(len(ctx), generator=gen, classes=torch.full((len(ctx),), c)), a)
                              for c in range(C)])                                  # (C, B, C, H, W)
         gap = reduce(preds.amax(0) - preds.amin(0), "b ch h w -> b", "max") / 2  # [0, 1] scale

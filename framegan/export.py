@@ -14,14 +14,15 @@ batch size, the frame size fixed):
                                          N(0, 1) for z_dist "gaussian", U(-1, 1) for "uniform";
                                          the last z_classes values are a one-hot class. Keep one z
                                          per sample for a whole rollout (z picks a future).
-    action  int64   [batch]              only when num_actions > 0: the index (0..num_actions-1)
-                                         into action_values of the key pressed after the last
-                                         frame of x
+    action  int64   [batch] or           only when num_actions > 0: the index (0..num_actions-1)
+            [batch, action_history]      into action_values of the key pressed after the last
+                                         frame of x; with action_history L > 1, the keys pressed
+                                         after the last L frames of x, oldest first
   output
     frame   float32 [batch, C, H, W]     the next frame in [-1, 1] (p = round((v + 1) * 127.5))
 For a rollout, append ``frame`` to x (dropping its oldest frame) and run again.
 Metadata (``metadata_props``, strings): framegan.context, .channels, .height, .width, .z_dim,
-.z_cont, .z_classes, .z_dist, .num_actions, .action_values and .action_names (JSON lists), .fps,
+.z_cont, .z_classes, .z_dist, .num_actions, .action_history, .action_values and .action_names (JSON lists), .fps,
 .exporter, .key (sha256 of the weights: ``framegan.inference`` reuses a file whose key matches).
 """
 from __future__ import annotations
@@ -86,7 +87,8 @@ def run(args) -> Path:
             why = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
             raise UsageError(f"{args.out}: onnxruntime cannot run the export ({why}); nothing written") from None
     shapes = {"x": f"[batch, {G.context}, {G.channels}, {size[0]}, {size[1]}] float32",
-              "z": f"[batch, {G.z_dim}] float32", "action": f"[batch] int64 in [0, {G.num_actions})"}
+              "z": f"[batch, {G.z_dim}] float32",
+              "action": f"[{', '.join(map(str, G.action_shape('batch')))}] int64 in [0, {G.num_actions})"}
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB, {exporter} exporter, {seconds:.1f} s)")
     print("inputs: " + "; ".join(f"{n} {shapes[n]}" for n in input_names(G))
           + f"; output: frame [batch, {G.channels}, {size[0]}, {size[1]}] float32 in [-1, 1]")
@@ -101,7 +103,7 @@ def check(G, path: Path, size: tuple[int, int]) -> float:
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(2, G.context, G.channels, *size, generator=gen) * 2 - 1
     z = G.sample_z(2, generator=gen) if G.z_dim > 0 else None
-    a = torch.randint(max(G.num_actions, 1), (2,), generator=gen) if G.num_actions > 0 else None
+    a = torch.randint(max(G.num_actions, 1), G.action_shape(2), generator=gen) if G.num_actions > 0 else None
     with torch.no_grad():
         ref = G(x, z, a)
     values = {"x": x, "z": z, "action": a}

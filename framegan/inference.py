@@ -2,8 +2,9 @@
 autoregressive loop that rollout, evaluate, play and training's validation all run.
 
 Frames are ``(B, T, C, H, W)`` float in [-1, 1] here (uint8 ``(T, H, W, 3)`` on disk). A
-``Predictor`` maps ``(x (B, K, C, H, W) float32, z (B, z_dim) | None, action (B,) int64 | None)``
-to the next frame ``(B, C, H, W)`` float32 in [-1, 1], like ``G`` itself, on G's device.
+``Predictor`` maps ``(x (B, K, C, H, W) float32, z (B, z_dim) | None, action int64 | None)``
+to the next frame ``(B, C, H, W)`` float32 in [-1, 1], like ``G`` itself, on G's device; ``action``
+is ``(B,)``, or ``(B, L)`` for a G with a key history of L (``G.action_shape``).
 
 Backends (``--backend`` of rollout and evaluate):
   torch    eager PyTorch, channels_last weights; ``precision`` fp32, or bf16 autocast
@@ -149,7 +150,7 @@ def weights_key(G: torch.nn.Module, size: tuple[int, int]) -> str:
 def _example(G, size: tuple[int, int], batch: int = EXAMPLE_BATCH) -> tuple:
     x = torch.zeros(batch, G.context, G.channels, *size)
     z = torch.zeros(batch, G.z_dim) if G.z_dim > 0 else None
-    a = torch.zeros(batch, dtype=torch.int64) if G.num_actions > 0 else None
+    a = torch.zeros(G.action_shape(batch), dtype=torch.int64) if G.num_actions > 0 else None
     return x, z, a
 
 
@@ -257,13 +258,14 @@ def export_onnx(G: torch.nn.Module, path: str | Path, size: tuple[int, int], exp
     info = {"framegan.format": str(ONNX_FORMAT), "framegan.exporter": name,
             "framegan.context": str(G.context), "framegan.channels": str(G.channels),
             "framegan.height": str(size[0]), "framegan.width": str(size[1]),
-            "framegan.z_dim": str(G.z_dim), "framegan.num_actions": str(G.num_actions), **(metadata or {})}
+            "framegan.z_dim": str(G.z_dim), "framegan.num_actions": str(G.num_actions),
+            "framegan.action_history": str(getattr(G, "action_history", 1)), **(metadata or {})}
     del proto.metadata_props[:]
     for k, v in info.items():
         proto.metadata_props.add(key=k, value=v)
     proto.doc_string = ("framegan generator: x (batch, K, C, H, W) float32 in [-1, 1] [, z (batch, z_dim) "
-                        "float32] [, action (batch,) int64 in [0, num_actions)] -> frame (batch, C, H, W) "
-                        "float32 in [-1, 1]")
+                        "float32] [, action (batch,) or (batch, action_history) int64 in [0, num_actions), "
+                        "oldest key first] -> frame (batch, C, H, W) float32 in [-1, 1]")
     with atomic_path(path) as tmp:
         onnx.save(proto, str(tmp))
     return name
@@ -379,6 +381,10 @@ class Predictor:
     @property
     def num_actions(self) -> int:
         return getattr(self.G, "num_actions", 0)  # stand-ins without actions (tests' oracles) may omit it
+
+    @property
+    def action_history(self) -> int:
+        return getattr(self.G, "action_history", 1)
 
     @property
     def device(self) -> torch.device:
@@ -520,7 +526,7 @@ def check_actions(actions, num_actions: int, batch: int, horizon: int, device) -
 
 def autoregress(predict: Predictor, context: torch.Tensor, horizon: int, samples: int = 1,
                 generator: torch.Generator | None = None, actions=None,
-                z: torch.Tensor | None = None) -> torch.Tensor:
+                z: torch.Tensor | None = None, history=None) -> torch.Tensor:
     """Contexts ``(B, K', C, H, W)`` (K' >= K; the last K are used) -> futures ``(B, S, T, C, H, W)``
     float32 in [-1, 1] on G's device. Each of the S samples keeps one z (from ``generator``) for
     its whole future; the prediction is appended to the window and fed back, T times. With
@@ -528,7 +534,10 @@ def autoregress(predict: Predictor, context: torch.Tensor, horizon: int, samples
     (stratified: S samples show every future the model knows, in equal shares, instead of maybe
     one class S times); the continuous part stays random. ``actions``
     ``(B, T)``: the action index for predicted step t is ``actions[:, t]`` (shared by the S
-    samples); required when the model has actions, ignored otherwise. ``z`` ``(B*S, z_dim)``,
+    samples); required when the model has actions, ignored otherwise. A model with a key history
+    of L (``model.action_history``) also sees the L-1 keys before each step's: ``history`` ``(B,
+    >= L-1)`` are the keys pressed after the context frames before the last (the last L-1 used);
+    without it the first step's key is taken to have been held. ``z`` ``(B*S, z_dim)``,
     rows ordered batch-major (row ``b*S + s`` is sample s of context b): this noise instead of
     drawing it (e.g. a fixed noise class); ignored when the model takes no noise."""
     K = predict.context
@@ -538,6 +547,16 @@ def autoregress(predict: Predictor, context: torch.Tensor, horizon: int, samples
         raise ValueError(f"horizon and samples must be >= 1, got {horizon} and {samples}")
     device = predict.device
     a = check_actions(actions, predict.num_actions, context.shape[0], horizon, device)
+    L = predict.action_history
+    if a is not None and L > 1:
+        if history is None:
+            before = repeat(a[:, :1], "b 1 -> b l", l=L - 1)
+        else:
+            before = torch.as_tensor(history).to(device=device, dtype=torch.int64)
+            if before.ndim != 2 or before.shape[0] != a.shape[0] or before.shape[1] < L - 1:
+                raise ValueError(f"history must have shape ({a.shape[0]}, >= {L - 1}), got {tuple(before.shape)}")
+            before = check_actions(before[:, -(L - 1):], predict.num_actions, a.shape[0], L - 1, device)
+        a = torch.cat([before, a], dim=1)  # (B, L-1+T): step t plays a[:, t:t+L]
     if a is not None:
         a = repeat(a, "b t -> (b s) t", s=samples)
     # contiguous: repeat may return a stride-0 view, which would recompile a compiled G at step 2
@@ -557,7 +576,7 @@ def autoregress(predict: Predictor, context: torch.Tensor, horizon: int, samples
     future = []
     with predict.active(x.shape[0]):
         for t in range(horizon):
-            y = predict(x, z, None if a is None else a[:, t]).clamp(-1.0, 1.0)
+            y = predict(x, z, None if a is None else a[:, t] if L == 1 else a[:, t:t + L]).clamp(-1.0, 1.0)
             future.append(y)
             x = torch.cat([x[:, 1:], rearrange(y, "n c h w -> n 1 c h w")], dim=1)
     return rearrange(torch.stack(future, dim=1), "(b s) t c h w -> b s t c h w", s=samples)

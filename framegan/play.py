@@ -162,6 +162,17 @@ def predict(G, window: torch.Tensor, z: torch.Tensor | None, action: torch.Tenso
         return G(window, z, action).float().clamp(-1.0, 1.0)
 
 
+def key_input(G, pressed: Sequence[int], index: int) -> torch.Tensor:
+    """G's action input for pressing ``index`` after the keys ``pressed`` before (oldest first):
+    ``(1,)``, or ``(1, L)`` for a model with a key history of L; before the first key pressed, the
+    first one counts as held (as the rollout's default)."""
+    L = getattr(G, "action_history", 1)
+    if L == 1:
+        return torch.tensor([index])
+    keys = [*pressed, index][-L:]
+    return torch.tensor([[keys[0]] * (L - len(keys)) + keys])
+
+
 class Game:
     """One play session: the window of the last K frames, the controls, and the frames played."""
 
@@ -179,6 +190,7 @@ class Game:
         self.lock = threading.Lock()   # one step at a time, whichever page or thread asks
         self.window = self._start_window()
         self.steps = 0
+        self.pressed: list[int] = []  # the keys played, for a model that sees the last few (action_history)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -190,7 +202,7 @@ class Game:
     def restart(self) -> np.ndarray:
         """Back to the context; returns its last frame (what the player sees first)."""
         with self.lock:
-            self.window, self.steps = self._start_window(), 0
+            self.window, self.steps, self.pressed = self._start_window(), 0, []
             frame = self.context[-1]
             self.recorded.append(frame)
             return frame
@@ -202,7 +214,8 @@ class Game:
             action, classes, label = None, None, ""
             if self.mode == "actions":
                 index = control.value if control else self.default
-                action, label = torch.tensor([index]), self.controls[index].name
+                action, label = key_input(self.G, self.pressed, index), self.controls[index].name
+                self.pressed = [*self.pressed, index][-max(getattr(self.G, "action_history", 1) - 1, 1):]
             elif self.mode == "latent":
                 cls = control.value if control else int(torch.randint(len(self.controls), (1,),
                                                                       generator=self.noise))
@@ -678,7 +691,7 @@ def run(args: argparse.Namespace) -> str:
     fps = args.fps if args.fps is not None else float(store_info.get("fps") or context_fps)
     game = make_game(G, cfg, store_info, context, args.seed)
     predict(G, game.window, G.sample_z(1) if G.z_dim else None,
-            torch.zeros(1, dtype=torch.long) if G.num_actions else None)  # warm-up: ONNX export / kernels
+            key_input(G, [], 0) if G.num_actions else None)  # warm-up: ONNX export / kernels
     for note in G.notes:
         print(f"note: {note}", flush=True)
     if args.keys is not None:

@@ -35,24 +35,30 @@ BORDER = 2                          # px, after upscaling
 # ----------------------------------------------------------------------------- sampling
 def rollout_batch(G, context: torch.Tensor, horizon: int, samples: int = 1,
                   generator: torch.Generator | None = None, precision: str = "auto",
-                  actions: torch.Tensor | None = None) -> torch.Tensor:
+                  actions: torch.Tensor | None = None, history: torch.Tensor | None = None) -> torch.Tensor:
     """Contexts ``(B, K', C, H, W)`` (K' >= G.context; the last K are used) -> futures
     ``(B, S, T, C, H, W)`` float32 in [-1, 1] on G's device. Noise comes from ``generator``;
     ``actions`` ``(B, T)``: the action index of predicted step t is ``actions[:, t]`` (required
-    when ``G.num_actions > 0``). ``G``: a module (run by torch eager in ``precision``), or a
-    ``framegan.inference.Predictor`` (any backend, its own precision; build it once: an ONNX
-    export or a compile costs seconds)."""
-    return autoregress(predictor(G, "torch", precision), context, horizon, samples, generator, actions)
+    when ``G.num_actions > 0``); ``history`` ``(B, L-1)``: the keys before them, for a model with
+    a key history (``inference.autoregress``). ``G``: a module (run by torch eager in
+    ``precision``), or a ``framegan.inference.Predictor`` (any backend, its own precision; build it
+    once: an ONNX export or a compile costs seconds)."""
+    return autoregress(predictor(G, "torch", precision), context, horizon, samples, generator, actions,
+                       history=history)
 
 
 def rollout(G, context: torch.Tensor, horizon: int, samples: int = 1, seed: int = 0,
-            precision: str = "auto", actions: torch.Tensor | None = None) -> torch.Tensor:
+            precision: str = "auto", actions: torch.Tensor | None = None,
+            history: torch.Tensor | None = None) -> torch.Tensor:
     """One context ``(K, C, H, W)`` -> ``samples`` futures ``(S, T, C, H, W)``, reproducible by seed.
-    ``actions`` ``(T,)``: one action index per predicted step (models with actions)."""
+    ``actions`` ``(T,)``: one action index per predicted step (models with actions); ``history``
+    ``(L-1,)``: the keys pressed before the first of them (models with a key history; default:
+    the first key, held)."""
     device = predictor(G).device
     generator = torch.Generator(device).manual_seed(seed)
     return rollout_batch(G, context[None], horizon, samples, generator, precision,
-                         None if actions is None else torch.as_tensor(actions)[None])[0]
+                         None if actions is None else torch.as_tensor(actions)[None],
+                         None if history is None else torch.as_tensor(history)[None])[0]
 
 
 # ----------------------------------------------------------------------------- context sources
@@ -109,10 +115,13 @@ def context_from_video(path: Path, store_info: dict, K: int, horizon: int, start
     return np.stack(past), (np.stack(future) if future else empty), fps or probe(path).fps
 
 
-def recorded_actions(src: Path, segment: int, start: int | None, horizon: int, resampled: bool) -> np.ndarray | None:
+def recorded_actions(src: Path, segment: int, start: int | None, horizon: int, resampled: bool,
+                     before: int = 0) -> tuple[np.ndarray, np.ndarray] | None:
     """Raw action ids pressed after the last context frame and after each predicted frame but the
-    last (what leads to predicted steps 1..T), from a store or a video's ``.actions.npy`` sidecar;
-    None where nothing is recorded for them."""
+    last (what leads to predicted steps 1..T), from a store or a video's ``.actions.npy`` sidecar,
+    and the ``before`` ids pressed after the context frames before those (fewer where the
+    recording starts later): ``(before ids, step ids)``; None where nothing is recorded for the
+    predicted steps."""
     from framegan.actions import ACTIONS, read_ids, sidecar
     from framegan.store import open_store
 
@@ -127,32 +136,46 @@ def recorded_actions(src: Path, segment: int, start: int | None, horizon: int, r
             return None
         ids = read_ids(file)
     first = (len(ids) if start is None else start) - 1
-    return np.array(ids[first:first + horizon]) if 0 <= first < len(ids) else None
+    if not 0 <= first < len(ids):
+        return None
+    return np.array(ids[max(first - before, 0):first]), np.array(ids[first:first + horizon])
 
 
-def step_actions(args, G, store_info: dict, src: Path, resampled: bool) -> torch.Tensor | None:
-    """``(T,)`` action indices of the model for the rollout: ``--actions``, else the recorded ones;
-    a list shorter than the horizon holds its last key."""
-    from framegan.actions import index_map, parse_actions
+def step_actions(args, G, store_info: dict, src: Path,
+                 resampled: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """``(T,)`` action indices of the model for the rollout: ``--actions``, else the recorded ones
+    (a list shorter than the horizon holds its last key); and for a model with a key history of L,
+    the recorded ``(L-1,)`` keys pressed before them, with ``--actions`` too: they belong to the
+    context (None where not recorded: the first key is then taken as held)."""
+    from framegan.actions import ActionError, index_map, parse_actions
 
     if not G.num_actions:
         if args.actions:
             raise UsageError("--actions: this model takes no action input")
-        return None
+        return None, None
     known = store_info.get("actions", {})
     values, names = known.get("values", []), known.get("names", [])
-    if args.actions:
-        keys = parse_actions(args.actions, values, names)
-    else:
-        raw = recorded_actions(src, args.segment, args.start, args.horizon, resampled)
-        if raw is None or not len(raw):
-            raise UsageError(f"{src}: no recorded actions for the predicted steps; this model plays keys: "
-                             f"pass --actions (e.g. --actions {','.join(names[:2] or ['0'])})")
-        recorded = np.unique(raw)  # sorted distinct raw ids -> the model's indices
-        keys = index_map(recorded, values, str(src))[np.searchsorted(recorded, raw)]
+    before = getattr(G, "action_history", 1) - 1
+    raw = recorded_actions(src, args.segment, args.start, args.horizon, resampled, before)
+    if not args.actions and (raw is None or not len(raw[1])):
+        raise UsageError(f"{src}: no recorded actions for the predicted steps; this model plays keys: "
+                         f"pass --actions (e.g. --actions {','.join(names[:2] or ['0'])})")
+    indices = None
+    if raw is not None:
+        ids = np.concatenate(raw)
+        recorded = np.unique(ids)  # sorted distinct raw ids -> the model's indices
+        try:
+            indices = index_map(recorded, values, str(src))[np.searchsorted(recorded, ids)]
+        except ActionError:
+            if not args.actions:
+                raise
+    history = None  # the recorded keys before the first step, when all L-1 are there
+    if indices is not None and before and len(raw[0]) == before:
+        history = torch.as_tensor(indices[:before])
+    keys = parse_actions(args.actions, values, names) if args.actions else indices[len(raw[0]):]
     if len(keys) < args.horizon:
         keys = np.concatenate([keys, np.full(args.horizon - len(keys), keys[-1])])
-    return torch.as_tensor(keys[:args.horizon])
+    return torch.as_tensor(keys[:args.horizon]), history
 
 
 # ----------------------------------------------------------------------------- output
@@ -265,7 +288,7 @@ def run(args: argparse.Namespace) -> Path:
     else:
         context, truth, fps = context_from_video(src, store_info, K, args.horizon, args.start)
     resampled = not src.is_dir() and abs(fps - video_fps(src)) > 1e-3 * fps
-    keys = step_actions(args, G, store_info, src, resampled)
+    keys, history = step_actions(args, G, store_info, src, resampled)
     try:
         predict = predictor(prepare(G, device), args.backend, args.precision, checkpoint=args.checkpoint)
     except BackendError as e:
@@ -276,7 +299,7 @@ def run(args: argparse.Namespace) -> Path:
     for note in predict.notes:
         print(f"note: {note}")
     t0 = time.perf_counter()
-    future = rollout(predict, ctx, args.horizon, args.samples, args.seed, actions=keys).cpu()
+    future = rollout(predict, ctx, args.horizon, args.samples, args.seed, actions=keys, history=history).cpu()
     seconds = time.perf_counter() - t0
     n = args.samples * args.horizon
     print(f"generated {args.samples} x {args.horizon} frames in {seconds:.2f} s: {n / seconds:.1f} frames/s "

@@ -218,7 +218,7 @@ def validate(gan: engine.GAN, cfg: Config, val_ds, step: int, writer, log: Jsonl
         clip, actions = val_ds[windows[start:start + B]]
         clip = clip.to(gan.device)
         ctx, truth = engine.split_clip(clip, K)
-        a = engine.step_actions(actions.to(gan.device), K) if G.num_actions else None
+        a = engine.step_actions(actions.to(gan.device), K, history=G.action_history) if G.num_actions else None
         pred = predict(ctx, G.sample_z(ctx.shape[0], device=gan.device, generator=gen), a)
         for name, p in (("", pred), ("_copy_last", ctx[:, -1])):
             sums["psnr" + name] += metrics.psnr(p, truth).clamp(max=100).sum().item()
@@ -246,9 +246,12 @@ def validate(gan: engine.GAN, cfg: Config, val_ds, step: int, writer, log: Jsonl
     writer.add_image("samples/context|truth|3 samples", tile(rows), step, dataformats="HWC")
     # Rollout video: one context, 4 sampled futures side by side, fed back autoregressively.
     # With action input, the window's key is held for the whole video (only its first step is recorded).
-    keys = None if a is None else a[0].repeat(cfg.train.video_frames)
+    keys = history = None
+    if a is not None:
+        last = a[0] if a.ndim == 1 else a[0, -1]
+        keys, history = last.repeat(cfg.train.video_frames), None if a.ndim == 1 else a[0, :-1]
     fut = rollout(predict, ctx[0], cfg.train.video_frames, samples=4, seed=cfg.train.seed,
-                  actions=keys)  # (S, T, C, H, W)
+                  actions=keys, history=history)  # (S, T, C, H, W)
     ctx_rep = ctx[0].unsqueeze(0).expand(fut.shape[0], -1, -1, -1, -1).to(fut.device)
     video = to_pixels(torch.cat([ctx_rep, fut], dim=1))                               # (S, K+T, H, W, 3)
     add_gif(writer, "rollout/4 samples", np.concatenate(list(video), axis=2), step, fps=4)
@@ -264,6 +267,9 @@ def resolve_actions(cfg: Config, store) -> None:
     elif cfg.model.actions > 0 and cfg.model.actions != n:
         raise ConfigError(f"model.actions={cfg.model.actions}, but {store.path} has "
                           f"{n or 'no'} actions (-1 = the store's, 0 = no action input)")
+    if cfg.model.actions and cfg.model.action_history > cfg.data.context:
+        raise ConfigError(f"model.action_history must be in 1..data.context ({cfg.data.context}) for "
+                          f"{store.path}'s keys, got {cfg.model.action_history}")
     if cfg.model.actions and cfg.data.augment:
         raise ConfigError(f"data.augment (horizontal flips) would swap the meaning of {store.path}'s "
                           f"left/right keys: set data.augment=false or model.actions=0")

@@ -29,6 +29,8 @@ def test_yaml_then_overrides(tmp_path):
     (["model.z_dim=0", "model.z_classes=0", "loss.diversity_weight=1"], "diversity_weight"),
     (["model.z_dim=0", "model.z_classes=0", "loss.variety_k=2"], "variety_k"),
     (["model.z_classes=1"], "z_classes"),
+    (["model.action_history=0"], "model.action_history"),
+    (["data.context=2", "model.actions=4", "model.action_history=3"], "1..data.context (2)"),
     (["loss.adv_weight=0", "loss.l1_weight=0"], "nothing to train"),
     (["data.context=0"], "data.context"),
     (["justakey"], "key=value"),
@@ -37,6 +39,12 @@ def test_bad_config_is_one_line_error(overrides, words):
     with pytest.raises(ConfigError) as e:
         load_config(None, overrides)
     assert words in str(e.value) and "\n" not in str(e.value)
+
+
+def test_key_history_longer_than_the_context_only_matters_with_keys():
+    """data.context=1 must still work without keys (the history default is 2)."""
+    assert load_config(None, ["data.context=1"]).model.action_history == 2
+    assert load_config(None, ["data.context=1", "model.actions=0"]).data.context == 1
 
 
 def test_missing_file():

@@ -24,14 +24,16 @@ pytest.importorskip("onnx")
 # dynamic; the residual head (old checkpoints) needs the exporter's atanh rule, direct has no last frame
 VARIANTS = {"z": (4, 0, "modulate"), "plain": (0, 0, "modulate"), "z+actions": (4, 3, "modulate"),
             "actions": (0, 3, "modulate"), "concat": (4, 3, "concat"), "add": (4, 0, "add"),
-            "residual": (4, 3, "modulate", "residual"), "direct": (4, 0, "modulate", "direct")}
+            "residual": (4, 3, "modulate", "residual"), "direct": (4, 0, "modulate", "direct"),
+            "one key": (4, 3, "modulate", "composite", 0, 1)}  # the others with actions see the last 2 keys
 
 
-def tiny_g(z_dim: int, actions: int, inject: str = "modulate", output: str = "composite", seed: int = 0):
+def tiny_g(z_dim: int, actions: int, inject: str = "modulate", output: str = "composite", seed: int = 0,
+           history: int = 2):
     from framegan.nets import build_generator
 
     cfg = load_config(None, ["model.width=8", "model.depth=2", f"model.z_dim={z_dim}", "model.z_classes=0",
-                             f"model.actions={actions}",
+                             f"model.actions={actions}", f"model.action_history={history}",
                              f"model.z_inject={inject}", f"model.output={output}", f"data.context={K}",
                              f"loss.variety_k={4 if z_dim else 1}"])
     torch.manual_seed(seed)
@@ -42,7 +44,7 @@ def inputs(G, batch: int, seed: int = 1):
     gen = torch.Generator().manual_seed(seed)
     x = torch.rand(batch, K, 3, SIZE, SIZE, generator=gen) * 2 - 1
     z = G.sample_z(batch, generator=gen) if G.z_dim else None
-    a = torch.randint(G.num_actions, (batch,), generator=gen) if G.num_actions else None
+    a = torch.randint(G.num_actions, G.action_shape(batch), generator=gen) if G.num_actions else None
     return x, z, a
 
 
@@ -78,10 +80,15 @@ def test_onnx_matches_torch(exported, name, batch):
 
 
 def test_actions_change_the_onnx_output(exported):
+    for name in ("z+actions", "one key"):  # the last two keys, one key
+        G, p, _ = exported[name]
+        x, z, _ = inputs(G, 2)
+        outs = [p(x, z, torch.full(G.action_shape(2), i)) for i in range(3)]
+        assert (outs[0] - outs[1]).abs().max() > 1e-4 and (outs[1] - outs[2]).abs().max() > 1e-4
     G, p, _ = exported["z+actions"]
     x, z, _ = inputs(G, 2)
-    outs = [p(x, z, torch.full((2,), i)) for i in range(3)]
-    assert (outs[0] - outs[1]).abs().max() > 1e-4 and (outs[1] - outs[2]).abs().max() > 1e-4
+    older = torch.tensor([[1, 0], [1, 0]])  # the key before alone changes the frame too
+    assert (p(x, z, older) - p(x, z, torch.zeros(2, 2, dtype=torch.long))).abs().max() > 1e-4
 
 
 def test_cache_is_reused_and_invalidated_by_new_weights(exported, monkeypatch):
@@ -207,7 +214,7 @@ def test_native_bf16_is_read_from_the_cpu_flags(monkeypatch):
 
 
 def test_loop_feeds_back_and_takes_one_action_per_step():
-    G = tiny_g(0, 3)
+    G = tiny_g(0, 3, history=1)
     ctx = torch.rand(2, K, 3, SIZE, SIZE) * 2 - 1
     actions = torch.tensor([[0, 2, 1], [1, 1, 0]])
     out = autoregress(predictor(G, "torch", "fp32"), ctx, 3, samples=1, actions=actions)[:, 0]
@@ -217,6 +224,23 @@ def test_loop_feeds_back_and_takes_one_action_per_step():
             y = G(x, None, actions[:, t])
             assert torch.allclose(out[:, t], y, atol=1e-6), t
             x = torch.cat([x[:, 1:], y[:, None]], dim=1)
+    # A G with a key history of 2 gets (the key before, the step's key) at every step; before
+    # the first step, the recorded one (history) or, without it, the first key held.
+    G2 = tiny_g(0, 3, history=2)
+    before = torch.tensor([[2], [0]])
+    for hist, first in ((before, before[:, 0]), (None, actions[:, 0])):
+        out = autoregress(predictor(G2, "torch", "fp32"), ctx, 3, actions=actions, history=hist)[:, 0]
+        keys = torch.cat([first[:, None], actions], dim=1)
+        with torch.no_grad():
+            x = ctx
+            for t in range(3):
+                y = G2(x, None, keys[:, t:t + 2])
+                assert torch.allclose(out[:, t], y, atol=1e-6), (t, hist)
+                x = torch.cat([x[:, 1:], y[:, None]], dim=1)
+    with pytest.raises(ValueError, match="history must have shape"):
+        autoregress(predictor(G2, "torch"), ctx, 3, actions=actions, history=before[0])
+    with pytest.raises(ValueError, match=r"in \[0, 3\)"):
+        autoregress(predictor(G2, "torch"), ctx, 3, actions=actions, history=before + 3)
     with pytest.raises(ValueError, match="takes actions"):
         autoregress(predictor(G, "torch"), ctx, 3)
     with pytest.raises(ValueError, match=r"in \[0, 3\)"):
@@ -363,7 +387,7 @@ def test_export_cli_writes_the_store_actions(tmp_path, capsys):
                            "store": store})
     out = tmp_path / "g.onnx"
     assert main(["--checkpoint", str(ckpt), "--out", str(out)]) == 0
-    assert "action [batch] int64 in [0, 3)" in capsys.readouterr().out
+    assert "action [batch, 2] int64 in [0, 3)" in capsys.readouterr().out
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     meta = session.get_modelmeta().custom_metadata_map
     assert meta["framegan.num_actions"] == "3" and meta["framegan.fps"] == "10.0"

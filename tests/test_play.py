@@ -39,6 +39,7 @@ from framegan.play import (
     action_controls,
     bind,
     choose,
+    key_input,
     latent_controls,
     load_context,
     main,
@@ -169,6 +170,20 @@ def test_other_names_by_keyword_else_spare_keys():
 
 
 # ----------------------------------------------------------------------------- the server
+def test_key_input_is_the_last_keys_played_oldest_first():
+    """What G gets for a key press: the press alone (one-key model), or the last L presses; before
+    L presses, the first counts as held (as rollout's default). Restarting forgets the presses:
+    test_step_keys_restart_and_info plays LEFT after RIGHT and must see the first LEFT's frames."""
+    from types import SimpleNamespace
+
+    one, three = SimpleNamespace(action_history=1), SimpleNamespace(action_history=3)
+    assert key_input(one, [0, 2], 1).tolist() == [1]
+    assert key_input(three, [], 1).tolist() == [[1, 1, 1]]
+    assert key_input(three, [0], 1).tolist() == [[0, 0, 1]]
+    assert key_input(three, [0, 2], 1).tolist() == [[0, 2, 1]]
+    assert key_input(three, [5, 0, 2], 1).tolist() == [[0, 2, 1]]
+
+
 def test_step_keys_restart_and_info(tmp_path, served):
     game = game_for(make_checkpoint(tmp_path / "a.pt"))
     s = served(game)

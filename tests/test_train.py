@@ -299,6 +299,22 @@ def test_checkpoint_from_before_model_output_keeps_its_head(residual, output):
     assert build_generator(load_config(None, TINY).model, 2).head.out_channels == 4
 
 
+def test_checkpoint_from_before_action_history_sees_one_key():
+    """A model trained before ``model.action_history`` saw one key per step: its checkpoint must
+    not load as today's default (2 keys), whose first layers are wider; a new checkpoint keeps
+    what it says."""
+    from framegan.config import to_dict
+
+    cfg = to_dict(load_config(None, [*TINY, "model.actions=3"]))
+    del cfg["model"]["action_history"]
+    old = checkpoint_config({"config": cfg})
+    assert old.model.action_history == 1
+    assert build_generator(old.model, old.data.context).action_shape(5) == (5,)
+    cfg["model"]["action_history"] = 2
+    assert checkpoint_config({"config": cfg}).model.action_history == 2
+    assert load_config(None, TINY).model.action_history == 2
+
+
 def test_stored_config_interpolation_is_refused_not_resolved(tmp_path, capsys, monkeypatch):
     from framegan.config import to_dict
 

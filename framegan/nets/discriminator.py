@@ -10,7 +10,8 @@ called fake: that is what makes D temporal rather than an image critic.
 With ``cfg.actions`` > 0, D is a projection discriminator (Miyato & Koyama 2018): each patch's
 logit gets ``<embed(action), features>`` added, so a real frame shown under an action that was not
 taken (a wrong-action negative, engine.d_step) can be called fake too: D punishes a frame that
-ignores the key.
+ignores the key. With ``cfg.action_history`` L > 1 D sees the last L keys, as G does (the action
+is ``(B, L)``, oldest first): one embedding per (position, key), summed.
 
 Backbones (``cfg.d_backbone``):
   cnn          stride-2 4x4 convs over the stacked (context, candidate) channels, LeakyReLU 0.2,
@@ -31,7 +32,7 @@ import itertools
 
 import torch
 import torch.nn.functional as F
-from einops import einsum, rearrange, repeat
+from einops import einsum, rearrange, reduce, repeat
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -51,7 +52,8 @@ class PatchCNN(nn.Module):
         # The key's one-hot also enters as input channels (early fusion): measured on a toy key game,
         # D told a real next frame under the pressed key from the same frame under another key
         # about twice as fast as with the end-of-network projection alone.
-        chs = [(context + 1) * channels + max(cfg.actions, 0)] + [min(w * 2**i, 8 * w) for i in range(cfg.d_depth)]
+        keys = max(cfg.actions, 0) * (cfg.action_history if cfg.actions > 0 else 1)
+        chs = [(context + 1) * channels + keys] + [min(w * 2**i, 8 * w) for i in range(cfg.d_depth)]
         layers = []
         for cin, cout in itertools.pairwise(chs):
             layers += [maybe_sn(nn.Conv2d(cin, cout, 4, 2, 1), sn), nn.LeakyReLU(0.2)]
@@ -63,7 +65,7 @@ class PatchCNN(nn.Module):
     def forward(self, context: torch.Tensor, frame: torch.Tensor,
                 keys: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits (B, 1, h, w), features (B, h, w, F)) for the action projection; ``keys``: the
-        one-hot action (B, A), tiled as extra input channels."""
+        one-hot keys (B, L * A), tiled as extra input channels."""
         parts = [rearrange(context, "b t c h w -> b (t c) h w"), frame]
         if keys is not None:
             parts.append(repeat(keys.to(frame.dtype), "b a -> b a h w", h=frame.shape[-2], w=frame.shape[-1]))
@@ -121,12 +123,13 @@ class Discriminator(nn.Module):
         super().__init__()
         self.context, self.channels = context, channels
         self.num_actions = max(cfg.actions, 0)  # -1 (auto) is resolved by train.py
+        self.action_history = cfg.action_history if self.num_actions else 1
         self.backbone = DBackbone(cfg.d_backbone).value
         net = PatchCNN if self.backbone == "cnn" else SpaceTimeTransformer
         self.net = net(cfg, context, channels)
         # Projection: one learned vector per action, dotted with every patch's features.
-        self.embed = (maybe_sn(nn.Embedding(self.num_actions, self.net.features), cfg.d_spectral_norm)
-                      if self.num_actions else None)
+        self.embed = (maybe_sn(nn.Embedding(self.num_actions * self.action_history, self.net.features),
+                               cfg.d_spectral_norm) if self.num_actions else None)
 
     def forward(self, context: torch.Tensor, frame: torch.Tensor,
                 action: torch.Tensor | None = None) -> torch.Tensor:
@@ -140,13 +143,18 @@ class Discriminator(nn.Module):
         s = self.net.stride
         if height % s or width % s:
             raise ValueError(f"{self.backbone} D needs H and W divisible by {s}; got {height}x{width}")
-        if self.num_actions and (action is None or tuple(action.shape) != (b,)):
-            raise ValueError(f"D needs an action index of shape ({b},), got "
+        shape = (b,) if self.action_history == 1 else (b, self.action_history)
+        if self.num_actions and (action is None or tuple(action.shape) != shape):
+            raise ValueError(f"D needs action indices of shape {shape}, got "
                              f"{None if action is None else tuple(action.shape)}")
-        keys = F.one_hot(action.long(), self.num_actions) if self.num_actions else None
+        keys = None
+        if self.num_actions:
+            a = rearrange(action.long(), "b -> b 1") if action.ndim == 1 else action.long()
+            keys = rearrange(F.one_hot(a, self.num_actions), "b l a -> b (l a)")
         logits, features = self.net(context, frame.to(context.dtype), keys)
         if self.embed is not None:
-            e = self.embed(action.long()).to(features.dtype)
+            offsets = torch.arange(a.shape[1], device=a.device) * self.num_actions  # one table per position
+            e = reduce(self.embed(a + offsets), "b l f -> b f", "sum").to(features.dtype)
             logits = logits + rearrange(einsum(features, e, "b h w f, b f -> b h w"), "b h w -> b 1 h w")
         return logits.to(context.dtype)
 

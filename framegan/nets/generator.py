@@ -48,12 +48,14 @@ LAST_LIMIT = 0.99
 
 
 class Generator(nn.Module):
-    """U-Net G. ``forward(x (B,K,C,H,W), z (B,z_dim) | None, action (B,) int64 | None) -> (B,C,H,W)``
+    """U-Net G. ``forward(x (B,K,C,H,W), z (B,z_dim) | None, action int64 | None) -> (B,C,H,W)``
     in [-1, 1].
 
     ``self.z_dim`` is the width of the whole noise vector: ``cfg.z_dim`` continuous values followed
     by a one-hot of ``cfg.z_classes`` classes (0 = deterministic G, which takes ``z=None``).
-    ``self.num_actions`` > 0: ``action`` is required, an index in ``[0, num_actions)``.
+    ``self.num_actions`` > 0: ``action`` is required, indices in ``[0, num_actions)``: ``(B,)``,
+    the key pressed after the last context frame, or with ``self.action_history`` L > 1 ``(B, L)``,
+    the keys pressed after the last L context frames, oldest first (see ``action_shape``).
     """
 
     def __init__(self, cfg: ModelConfig, context: int, channels: int = 3):
@@ -63,7 +65,12 @@ class Generator(nn.Module):
         self.z_dim, self.output = cfg.z_dim + cfg.z_classes, GOutput(cfg.output).value
         # -1 (auto) is resolved against the store by train.py; a net built without one has no keys.
         self.num_actions = max(cfg.actions, 0)
-        self.cond_dim = self.z_dim + self.num_actions  # z, then the action's one-hot
+        # Most of a key's effect can show after the next frame (Ms. Pac-Man, experiments/key_effect
+        # --vary first: only the first key changed, the true futures differ by MSE 3.3e-5 at step
+        # 1 and 1.4e-4 at step 2): with model.action_history > 1 G sees the keys before as inputs
+        # instead of guessing them from the frames.
+        self.action_history = cfg.action_history if self.num_actions else 1
+        self.cond_dim = self.z_dim + self.num_actions * self.action_history  # z, then one one-hot per key
         self.z_dist = ZDist(cfg.z_dist).value  # accepts the enum or its string
         self.z_inject = ZInject(cfg.z_inject).value if self.cond_dim > 0 else None  # None: no z, no action
 
@@ -111,11 +118,16 @@ class Generator(nn.Module):
             classes = torch.randint(self.z_classes, (n,), device=device, generator=generator)
         return torch.cat([z, F.one_hot(classes.to(device), self.z_classes).to(z.dtype)], dim=1)
 
+    def action_shape(self, batch: int) -> tuple[int, ...]:
+        """The shape ``forward`` takes ``action`` in: ``(B,)``, or ``(B, L)`` with a key history."""
+        return (batch,) if self.action_history == 1 else (batch, self.action_history)
+
     def condition(self, z: torch.Tensor | None, action: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
-        """``(B, cond_dim)``: z, then the one-hot action (either may be empty)."""
+        """``(B, cond_dim)``: z, then the one-hot of each key, oldest first (either may be empty)."""
         parts = [z.to(like.dtype)] if self.z_dim > 0 else []
         if self.num_actions:
-            parts.append(F.one_hot(action.long(), self.num_actions).to(like.dtype))
+            keys = F.one_hot(action.long(), self.num_actions).to(like.dtype)
+            parts.append(keys if action.ndim == 1 else rearrange(keys, "b l a -> b (l a)"))
         return torch.cat(parts, dim=1)
 
     def forward(self, x: torch.Tensor, z: torch.Tensor | None = None,
@@ -173,9 +185,9 @@ class Generator(nn.Module):
         if self.z_dim > 0 and (z is None or tuple(z.shape) != (b, self.z_dim)):
             got = None if z is None else tuple(z.shape)
             raise ValueError(f"G needs z of shape ({b}, {self.z_dim}), got {got}")
-        if self.num_actions and (action is None or tuple(action.shape) != (b,)):
+        if self.num_actions and (action is None or tuple(action.shape) != self.action_shape(b)):
             got = None if action is None else tuple(action.shape)
-            raise ValueError(f"G needs an action index of shape ({b},), got {got}")
+            raise ValueError(f"G needs action indices of shape {self.action_shape(b)}, got {got}")
 
 
 def build_generator(cfg: ModelConfig, context: int, channels: int = 3) -> Generator:

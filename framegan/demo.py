@@ -25,14 +25,17 @@ def main(argv: list[str] | None = None) -> int:
     data = Path("data/sample")
     if not (data / "manifest.json").exists():
         build_sample_store(data)
-    # Segment 0 is episode 0 of the sample video (seed 0): start the rollout right after its fork.
-    start = next(episodes(1, seed=0)).fork + 1
+    # Segment 0 is episode 0 of the sample video (seed 0): start the rollout right after its fork,
+    # and roll out as far as the episode goes (the character leaves the screen after it: a longer
+    # rollout would show G drawing what neither the game nor the training ever showed).
+    episode = next(episodes(1, seed=0))
+    start, horizon = episode.fork + 1, len(episode.frames) - episode.fork - 1
     steps = [
         # The relax weight decays to its floor by 80 % of training (evolving WTA), as the default's 800 of 1000.
         ("train", train.main, ["--config", str(CONFIG), f"train.steps={args.steps}",
                                f"loss.variety_relax_steps={int(0.8 * args.steps)}", f"run.dir={run}"]),
         ("rollout", rollout.main, ["--checkpoint", str(run / "checkpoints" / "last.pt"), "--context", str(data),
-                                   "--segment", "0", "--start", str(start), "--horizon", "8", "--samples", "4",
+                                   "--segment", "0", "--start", str(start), "--horizon", str(horizon), "--samples", "4",
                                    "--upscale", "3", "--out", str(run / "rollout.gif")]),
         ("evaluate", evaluate.main, ["--checkpoint", str(run / "checkpoints" / "last.pt"), "--data", str(data),
                                      "--horizon", "4", "--samples", "4", "--out", str(run / "eval")]),

@@ -438,6 +438,41 @@ def test_torchrun_resume_reproduces_the_uninterrupted_run(ddp_run, store, tmp_pa
         assert all(torch.equal(wa[net][k], wb[net][k]) for k in wa[net]), net
 
 
+def test_torchrun_with_keys_keeps_every_key_weight_identical_across_ranks(tmp_path):
+    """The action path under torchrun: G's key conditioning, D's key planes and per-position key
+    projection (a spectral-normed embedding), with the default key history of 2. Each rank sees
+    other windows and other wrong keys; only the gradient all-reduce keeps them one model."""
+    import numpy as np
+
+    from framegan.store import StoreWriter
+
+    rng = np.random.default_rng(0)
+    store = tmp_path / "keys"
+    with StoreWriter(store, size=(32, 32), fps=15, actions=True) as w:
+        w.name_actions({0: "NOOP", 3: "RIGHT", 4: "LEFT"})
+        for episode in range(4):
+            x = 12
+            for i in range(30):
+                key = int(rng.choice([0, 3, 4]))
+                frame = np.zeros((32, 32, 3), np.uint8)
+                frame[12:20, x:x + 8] = 255
+                w.add(frame, source=f"ep{episode}.mp4", index=i, action=key)
+                x = int(np.clip(x + {0: 0, 3: 2, 4: -2}[key], 0, 24))
+            w.cut()
+    rd, hashes = tmp_path / "run", tmp_path / "hashes"
+    hashes.mkdir()
+    args = [a for a in DDP if a != "data.augment=true"]
+    p = torchrun(tmp_path, [*args, "train.save_every=8", "train.keep_every=0", f"data.root={store}",
+                            f"run.dir={rd}"], HASH_DIR=str(hashes))
+    assert p.returncode == 0, p.stderr[-2000:]
+    r0, r1 = (json.loads((hashes / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert {k: r0[k] for k in ("G", "D", "G_ema")} == r1 and r0["checkpoint"] == r1
+    state = load_checkpoint(rd / "checkpoints" / "last.pt")
+    assert state["config"]["model"]["actions"] == 3 and state["config"]["model"]["action_history"] == 2
+    assert state["D"]["embed.parametrizations.weight.original"].shape[0] == 6  # 3 keys x 2 positions
+    assert any("d_wrong_action" in r for r in records(rd))
+
+
 def test_a_2_process_checkpoint_resumes_in_1_process_with_a_note(ddp_run, store, tmp_path, capsys):
     a, _, p = ddp_run
     assert p.returncode == 0, p.stderr[-2000:]

@@ -46,6 +46,7 @@ from framegan.actions import ActionError, index_map
 from framegan.atomic import atomic_path
 from framegan.cli import Parser, UsageError, add_threads, positive, resolve_device, run_main, set_threads
 from framegan.data import pick_windows
+from framegan.engine import step_actions
 from framegan.inference import BACKENDS, BackendError, autoregress, predictor, prepare
 
 COPY_LAST = "copy-last"
@@ -184,8 +185,7 @@ def latent_report(Q, G, dataset, windows: list[int], seed: int = 0, batch_size: 
         recorded = torch.stack([a for _, a in items])
         acts = recorded[:, K - 1]
         ctx, real = clip[:, :K], clip[:, K]
-        L = getattr(G, "action_history", 1)
-        a = (acts if L == 1 else recorded[:, K - L:K]) if G.num_actions else None
+        a = step_actions(recorded, K, history=getattr(G, "action_history", 1)) if G.num_actions else None
         preds = torch.stack([G(ctx, G.sample_z(len(ctx), generator=gen, classes=torch.full((len(ctx),), c)), a)
                              for c in range(C)])                                  # (C, B, C, H, W)
         gap = reduce(preds.amax(0) - preds.amin(0), "b ch h w -> b", "max") / 2  # [0, 1] scale

@@ -64,7 +64,7 @@ def probe(checkpoint, data, windows: int = 128, seed: int = 0, retrain: int = 0,
     if not retrain:
         D = build_discriminator(cfg.model, cfg.data.context)
         load_weights(D, state["D"], f"{checkpoint} [D]")
-        return _score(D.eval(), G, clip, actions, K, seed, checkpoint, data)
+        return _score(D.eval(), G, clip, actions, K, seed)
     del state
     cfg_d = load_config(base=to_dict(cfg), overrides=overrides)  # D's side may differ from the run's
     fixed = [k for k, a, b in (("data.context", cfg.data.context, cfg_d.data.context),
@@ -85,13 +85,13 @@ def probe(checkpoint, data, windows: int = 128, seed: int = 0, retrain: int = 0,
         c, a = (torch.as_tensor(v) for v in train[batch])
         d_step(gan, cfg_d, c, step, actions=a if D.num_actions else None)
         if report is not None and (step + 1) % every == 0 and step + 1 < retrain:
-            report(step + 1, _score(D.eval(), G, clip, actions, K, seed, checkpoint, data))
+            report(step + 1, _score(D.eval(), G, clip, actions, K, seed))
             D.train()
-    return _score(D.eval(), G, clip, actions, K, seed, checkpoint, data)
+    return _score(D.eval(), G, clip, actions, K, seed)
 
 
 @torch.no_grad()
-def _score(D, G, clip, actions, K, seed, checkpoint, data) -> dict:
+def _score(D, G, clip, actions, K, seed) -> dict:
     ctx, real = clip[:, :K], clip[:, K]
     gen = torch.Generator().manual_seed(seed)
     a = step_actions(actions, K, history=D.action_history) if D.num_actions else None

@@ -135,12 +135,16 @@ def test_key_effect_cli_prints_every_step_and_the_estimate(capsys):
     out = capsys.readouterr().out
     assert "MsPacman at 32x32" in out and "step  1:" in out and "step  2:" in out
     assert "a model at 15 dB moving-area PSNR (step 2)" in out
+    assert key_main(["--frames", "240", "--every", "40", "--horizon", "2", "--size", "32", "--vary", "first",
+                     "--quiet"]) == 0
+    assert "under the pressed keys and the same with only the first key changed" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("args, message", [
     (["--sticky", "2"], "--sticky 2.0: must be in [0, 1]"),
     (["--game", "NoSuchGame"], "--game NoSuchGame: unknown ALE game"),
     (["--horizon", "0"], "--horizon: must be >= 1, got 0"),
+    (["--vary", "second"], "--vary: invalid choice"),
 ])
 def test_key_effect_bad_input_one_line(capsys, args, message):
     from framegan.experiments.key_effect import main as key_main

@@ -6,7 +6,9 @@ tensors in [-1, 1] are made from them by ``framegan.frames.to_model`` and nowher
 Speed: converting a full-size decoded frame to RGB costs about as much as decoding it. So crop
 and area resize run on the YUV planes inside FFmpeg (libswscale) and only the small result is
 converted to RGB (see ``_Converter``); frames skipped by ``start``/``end``/``fps`` are never
-converted at all. ``benchmarks/extract_speed.py`` measures the result against decode-only.
+converted at all. Decoding runs in its own thread, a few frames ahead of the consumer
+(``_prefetch``). ``benchmarks/extract_speed.py`` measures the result against
+decode-only.
 
 Writing uses H.264 in **yuv444p** by default: yuv420p halves the colour resolution, and small
 saturated sprites (Atari colours) came back at ~24 dB PSNR even at crf 10, against 38 dB at crf 23
@@ -15,6 +17,8 @@ cannot play yuv444p; pass ``pix_fmt="yuv420p"`` (even sizes only) for those.
 """
 from __future__ import annotations
 
+import queue
+import threading
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -31,6 +35,7 @@ from framegan.atomic import atomic_path
 # One swscale thread per conversion (PyAV's default is one per CPU): the output is tiny, and the
 # decoder's own threads already keep the other cores busy.
 SWS_THREADS = 1
+PREFETCH = 8    # decoded frames the decode thread may run ahead of the consumer
 GAP_FRAMES = 3  # a timestamp jump longer than this many frame intervals counts as a decode gap
 
 
@@ -155,6 +160,72 @@ class _Converter:
         return self.to_rgb.reformat(frame, format="rgb24", threads=SWS_THREADS).to_ndarray()
 
 
+def _decode(container, stream, errors: list[str]) -> Iterator[av.VideoFrame]:
+    """Decode packet by packet so one damaged packet (or a truncated tail) loses only itself."""
+    try:
+        for packet in container.demux(stream):  # ends with a flush packet
+            try:
+                yield from packet.decode()
+            except av.FFmpegError as e:
+                errors.append(getattr(e, "strerror", None) or str(e))
+        return
+    except av.FFmpegError as e:  # the container itself ends early or is damaged
+        errors.append(getattr(e, "strerror", None) or str(e))
+    try:  # drain the frames the decoder threads still hold
+        yield from stream.codec_context.decode(None)
+    except av.FFmpegError:
+        pass
+
+
+def _prefetch(container, stream, errors: list[str]) -> Iterator[av.VideoFrame]:
+    """``_decode`` in a second thread, up to ``PREFETCH`` frames ahead of the consumer.
+
+    Why: decoding in the consuming thread, the decoder waits while each frame is converted,
+    scene-cut tested and stored, and its own frame threads idle. FFmpeg's decode and swscale calls
+    release the GIL, so a decode thread keeps the decoder fed meanwhile (extraction / decode-only
+    0.79 -> 0.84 at 640x480, 0.76 -> 0.85 at 1080p on 2 cores, means of 3-5 interleaved runs of
+    ``benchmarks/extract_speed.py``).
+    Memory stays flat: at most ``PREFETCH`` decoded frames wait. Closing this generator (or its
+    garbage collection) stops and joins the thread, which must happen before the container
+    closes; the thread holds only the container, never the reader, so an abandoned reader is
+    still collected.
+    """
+    items: queue.Queue = queue.Queue(PREFETCH)
+    stop, end = threading.Event(), object()
+
+    def put(item) -> bool:  # False once the consumer has gone
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def produce() -> None:
+        frames = _decode(container, stream, errors)
+        try:
+            for vf in frames:
+                if not put(vf):
+                    return
+            put(end)
+        except BaseException as e:  # re-raised in the consumer
+            put(e)
+        finally:
+            frames.close()
+
+    thread = threading.Thread(target=produce, name="framegan-decode", daemon=True)
+    thread.start()
+    try:
+        while (item := items.get()) is not end:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
 class VideoReader:
     """Iterator of ``Frame`` from one file (see ``iter_frames``); counts what it decoded."""
 
@@ -181,22 +252,6 @@ class VideoReader:
     def __exit__(self, *exc):
         self.close()
 
-    def _decoded_frames(self, errors: list[str]) -> Iterator[av.VideoFrame]:
-        """Decode packet by packet so one damaged packet (or a truncated tail) loses only itself."""
-        try:
-            for packet in self.container.demux(self.stream):  # ends with a flush packet
-                try:
-                    yield from packet.decode()
-                except av.FFmpegError as e:
-                    errors.append(getattr(e, "strerror", None) or str(e))
-            return
-        except av.FFmpegError as e:  # the container itself ends early or is damaged
-            errors.append(getattr(e, "strerror", None) or str(e))
-        try:  # drain the frames the decoder threads still hold
-            yield from self.stream.codec_context.decode(None)
-        except av.FFmpegError:
-            pass
-
     def _generate(self, start, end, size_hint, crop, fps) -> Iterator[Frame]:
         stream, src_fps = self.stream, self.info.fps
         stream.thread_type = "AUTO"  # frame/slice threads inside the decoder
@@ -210,8 +265,9 @@ class VideoReader:
         seen = 0
         prev_t = grid_t0 = None
         grid_k = 0
+        decoded = _prefetch(self.container, stream, errors)
         try:
-            for vf in self._decoded_frames(errors):
+            for vf in decoded:
                 seen += 1
                 t = (vf.pts * tb - t_zero) if vf.pts is not None else \
                     (prev_t + 1 / src_fps if prev_t is not None else 0.0)
@@ -237,6 +293,7 @@ class VideoReader:
                     gap = False
                     grid_k += 1
         finally:
+            decoded.close()  # stops the decode thread before its container goes
             self.container.close()
         if seen == 0:
             why = f" ({errors[0][0].lower()}{errors[0][1:]})" if errors else ""

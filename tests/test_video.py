@@ -1,3 +1,5 @@
+import gc
+import threading
 import warnings
 
 import av
@@ -6,6 +8,7 @@ import pytest
 from conftest import moving_square
 from PIL import Image
 
+from framegan import video
 from framegan.preprocess import Preprocess
 from framegan.video import VideoError, iter_frames, probe, write_video
 
@@ -48,6 +51,48 @@ def test_start_end_and_fps_resampling(make_video):
     assert len(half) == 10
     assert [f.index for f in half] == list(range(0, 20, 2))
     assert [f.time for f in half] == pytest.approx([i / 5 for i in range(10)], abs=1e-6)
+
+
+def decode_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "framegan-decode"]
+
+
+def test_decode_thread_stops_at_end_close_and_error(make_video, monkeypatch):
+    # Frames are decoded in a second thread, PREFETCH ahead: however reading ends (the video's
+    # end, an ``end`` time, a reader closed halfway, a decoder error), that thread is gone after,
+    # so the container it reads is never closed under it. A reader dropped halfway without
+    # close() goes with the garbage collector, thread included.
+    monkeypatch.setattr(video, "PREFETCH", 2)  # the decoder blocks on a full queue
+    path = make_video("clip.mp4", moving_square(20), fps=10)
+    gc.collect()  # readers other tests dropped
+    assert not decode_threads()
+    dropped = iter_frames(path)
+    next(dropped)
+    del dropped
+    gc.collect()
+    assert not decode_threads()
+    assert [f.index for f in iter_frames(path)] == list(range(20)) and not decode_threads()
+    assert len(list(iter_frames(path, end=0.5))) == 5 and not decode_threads()
+    reader = iter_frames(path)
+    first = [next(reader).index for _ in range(3)]
+    assert first == [0, 1, 2] and len(decode_threads()) == 1
+    reader.close()
+    assert not decode_threads()
+
+    original = video._decode
+
+    def broken(container, stream, errors):  # the real decoder, failing at the fifth frame
+        for k, vf in enumerate(original(container, stream, errors)):
+            if k == 4:
+                raise RuntimeError("decoder died")
+            yield vf
+    monkeypatch.setattr(video, "_decode", broken)
+    broken_reader = iter_frames(path)
+    got = []
+    with pytest.raises(RuntimeError, match="decoder died"):
+        for f in broken_reader:
+            got.append(f.index)
+    assert got == [0, 1, 2, 3] and not decode_threads()
 
 
 def test_variable_frame_rate_resamples_on_timestamps(make_timed_video):

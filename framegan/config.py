@@ -81,6 +81,7 @@ class ModelConfig:
     d_width: int = 32               # base channel count of D
     d_depth: int = 3                # strided stages in the CNN D (PatchGAN receptive field)
     d_spectral_norm: bool = True    # spectral norm on D's convs / linears
+    d_motion: bool = False          # CNN D also sees candidate - last context frame (README: alive on real footage)
     d_patch: int = 8                # transformer D: patch size in pixels
     d_layers: int = 2               # transformer D: number of blocks
     d_heads: int = 4                # transformer D: attention heads
@@ -226,6 +227,7 @@ def validate(cfg: Config) -> None:
     need(not (d.augment and m.actions > 0),
          "data.augment (horizontal flips) would swap the meaning of left/right keys: not with model.actions")
     need(m.d_patch >= 1 and m.d_layers >= 1 and m.d_heads >= 1, "model.d_patch/d_layers/d_heads must be >= 1")
+    need(not m.d_motion or m.d_backbone == DBackbone.cnn, "model.d_motion needs model.d_backbone=cnn")
     for k in ("adv_weight", "l1_weight", "l2_weight", "gdl_weight", "motion_weight", "adv_motion_weight", "r1_gamma",
               "wrong_context_weight", "wrong_action_weight", "diversity_weight", "variety_relax"):
         need(getattr(lo, k) >= 0, f"loss.{k} must be >= 0, got {getattr(lo, k)}")

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from framegan import losses as L
-from framegan.config import ModelConfig
+from framegan.config import ModelConfig, load_config
 from framegan.nets import build_discriminator, build_generator, count_params
 
 MODES = ("concat", "add", "modulate")
@@ -55,6 +55,25 @@ def test_discriminator_shapes(backbone, size, k):
     logits = D(frames(2, k, 3, size, size), frames(2, 3, size, size, seed=1))
     assert logits.shape == (2, 1, size // 8, size // 8)  # d_depth 3 and d_patch 8: both /8
     assert torch.isfinite(logits).all() and D.context == k
+
+
+def test_motion_discriminator_sees_the_candidate_minus_the_last_context_frame():
+    # model.d_motion stacks (candidate - last context frame) after the context and the candidate.
+    # With every other input channel's weights zeroed, D sees only that difference: a brightness
+    # shift of the whole window leaves it (and the logits) unchanged, a shift of the candidate alone
+    # does not.
+    D = build_discriminator(small(d_motion=True, d_spectral_norm=False), 2)
+    first = D.net.net[0].weight
+    assert first.shape[1] == 4 * 3  # 2 context frames + candidate + difference, 3 channels each
+    with torch.no_grad():
+        first[:, :9] = 0
+    ctx, frame = frames(2, 2, 3, 64, 64), frames(2, 3, 64, 64, seed=1)
+    with torch.no_grad():
+        base = D(ctx, frame)
+        assert torch.allclose(D(ctx + 0.1, frame + 0.1), base, atol=1e-5)
+        assert not torch.allclose(D(ctx, frame + 0.1), base, atol=1e-3)
+    with pytest.raises(ValueError, match="d_motion needs model.d_backbone=cnn"):
+        load_config(overrides=["model.d_motion=true", "model.d_backbone=transformer"])
 
 
 @pytest.mark.parametrize("h,w", [(160, 208), (208, 160)])

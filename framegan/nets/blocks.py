@@ -25,6 +25,18 @@ def pixel_norm(v: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     return v * torch.rsqrt(v.pow(2).mean(dim=-1, keepdim=True) + eps)
 
 
+def action_shape(batch, history: int) -> tuple:
+    """The shape G and D take key indices in: ``(B,)``, or ``(B, L)`` with a key history of L."""
+    return (batch,) if history == 1 else (batch, history)
+
+
+def key_one_hot(action: torch.Tensor, num_actions: int) -> torch.Tensor:
+    """``(B, L * A)`` one-hots of key indices ``(B,)`` or ``(B, L)`` (oldest first, one block of
+    ``num_actions`` per key): the layout of G's condition vector and of D's key planes."""
+    keys = F.one_hot(action.long(), num_actions)
+    return keys if action.ndim == 1 else rearrange(keys, "b l a -> b (l a)")
+
+
 def maybe_sn(module: nn.Module, enabled: bool) -> nn.Module:
     """Spectral norm (Miyato et al. 2018) on a conv / linear when ``enabled``."""
     return spectral_norm(module) if enabled else module

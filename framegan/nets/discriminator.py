@@ -37,13 +37,12 @@ import contextlib
 import itertools
 
 import torch
-import torch.nn.functional as F
 from einops import einsum, rearrange, reduce, repeat
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from framegan.config import DBackbone, ModelConfig
-from framegan.nets.blocks import TransformerBlock, maybe_sn
+from framegan.nets.blocks import TransformerBlock, action_shape, key_one_hot, maybe_sn
 
 MAX_GRID = 128  # transformer: most patches along one side (128 x 8 px = 1024 px at d_patch 8)
 POS_INIT = 0.2  # transformer: std of the initial position embeddings
@@ -152,14 +151,14 @@ class Discriminator(nn.Module):
         s = self.net.stride
         if height % s or width % s:
             raise ValueError(f"{self.backbone} D needs H and W divisible by {s}; got {height}x{width}")
-        shape = (b,) if self.action_history == 1 else (b, self.action_history)
+        shape = action_shape(b, self.action_history)
         if self.num_actions and (action is None or tuple(action.shape) != shape):
             raise ValueError(f"D needs action indices of shape {shape}, got "
                              f"{None if action is None else tuple(action.shape)}")
         keys = None
         if self.num_actions:
+            keys = key_one_hot(action, self.num_actions)
             a = rearrange(action.long(), "b -> b 1") if action.ndim == 1 else action.long()
-            keys = rearrange(F.one_hot(a, self.num_actions), "b l a -> b (l a)")
         logits, features = self.net(context, frame.to(context.dtype), keys)
         if self.embed is not None:
             offsets = torch.arange(a.shape[1], device=a.device) * self.num_actions  # one table per position

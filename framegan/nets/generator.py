@@ -34,7 +34,7 @@ from einops import rearrange, repeat
 from torch import nn
 
 from framegan.config import GOutput, ModelConfig, ZDist, ZInject
-from framegan.nets.blocks import ConvNormAct, Mapping
+from framegan.nets.blocks import ConvNormAct, Mapping, action_shape, key_one_hot
 
 STYLE_DIM = 64      # width of the mapping network's output w (modulate)
 HEAD_INIT = 0.1     # scale of the head's initial weights (residual, composite): untrained G ~ copy-last
@@ -120,14 +120,13 @@ class Generator(nn.Module):
 
     def action_shape(self, batch: int) -> tuple[int, ...]:
         """The shape ``forward`` takes ``action`` in: ``(B,)``, or ``(B, L)`` with a key history."""
-        return (batch,) if self.action_history == 1 else (batch, self.action_history)
+        return action_shape(batch, self.action_history)
 
     def condition(self, z: torch.Tensor | None, action: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
         """``(B, cond_dim)``: z, then the one-hot of each key, oldest first (either may be empty)."""
         parts = [z.to(like.dtype)] if self.z_dim > 0 else []
         if self.num_actions:
-            keys = F.one_hot(action.long(), self.num_actions).to(like.dtype)
-            parts.append(keys if action.ndim == 1 else rearrange(keys, "b l a -> b (l a)"))
+            parts.append(key_one_hot(action, self.num_actions).to(like.dtype))
         return torch.cat(parts, dim=1)
 
     def forward(self, x: torch.Tensor, z: torch.Tensor | None = None,

@@ -438,6 +438,14 @@ def test_d_probe_scores_every_kind_of_pair(key_store, tmp_path, capsys):
     assert (tmp_path / "g_only.pt").read_bytes() == g_only  # probed, never written
     assert d_probe.main(["--checkpoint", str(ckpt), "--data", str(key_store), "loss.adv_type=lsgan"]) == 2
     assert "only apply to a --retrain D" in capsys.readouterr().err
+    # the README's probe of a D that sees the motion; with a D that cannot, a one-line error
+    assert d_probe.main(["--checkpoint", str(ckpt), "--data", str(key_store), "--windows", "16",
+                         "--retrain", "5", "model.d_motion=true"]) == 0
+    assert "a fresh D trained 5 steps against" in capsys.readouterr().out
+    assert d_probe.main(["--checkpoint", str(ckpt), "--data", str(key_store), "--retrain", "2",
+                         "model.d_motion=true", "model.d_backbone=transformer"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "d_motion needs model.d_backbone=cnn" in err and err.count("\n") == 1
     for override, name in (("model.actions=0", "model.actions"), ("data.context=3", "data.context"),
                            ("model.action_history=1", "model.action_history")):
         assert d_probe.main(["--checkpoint", str(ckpt), "--data", str(key_store), "--retrain", "2", override]) == 2

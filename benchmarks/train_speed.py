@@ -5,14 +5,23 @@ matmul throughput the step achieves.
 
 Both numbers come from the same run: the step's FLOPs are counted by torch's FlopCounterMode
 (convs and matmuls, forward and backward, D and G phases), divided by the measured step time,
-and compared with the FLOP/s of a large bf16/fp32 matmul measured just before.
+and compared with the FLOP/s of a large bf16/fp32 matmul measured just before. Last, G's forward
+and backward on best-of-k's k draws of each context, encoded once (``G(x, z, a, repeats=k)``, what
+the G phase runs) against the same on the k-times repeated contexts, interleaved in this run.
+
+On a CPU with native bf16, an AVX2 machine can be approximated by restricting oneDNN and ATen to
+AVX2 and training in fp32 (what ``train.precision=auto`` picks there):
+
+    ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 python benchmarks/train_speed.py train.precision=fp32
 """
 from __future__ import annotations
 
+import statistics
 import sys
 import time
 
 import torch
+from einops import repeat
 from torch.utils.flop_counter import FlopCounterMode
 
 from framegan import engine
@@ -31,6 +40,31 @@ def matmul_flops(dtype: torch.dtype | None, n: int = 2048, reps: int = 10) -> fl
             a @ b
         dt = time.perf_counter() - t
     return 2 * n ** 3 * reps / dt
+
+
+def shared_encoding_ms(G: torch.nn.Module, dtype: torch.dtype | None, K: int, B: int, k: int,
+                       reps: int = 12) -> tuple[float, float]:
+    """Median ms of G's forward + backward for k draws of B contexts: (contexts repeated k times,
+    each context encoded once), the two interleaved so that both see the same machine load."""
+    ctx, z = torch.rand(B, K, 3, 64, 64) * 2 - 1, G.sample_z(k * B)
+    a = torch.zeros(G.action_shape(k * B), dtype=torch.long) if G.num_actions else None
+    ctx_k = repeat(ctx, "b t c h w -> (s b) t c h w", s=k)
+
+    def run(shared: bool) -> float:
+        t = time.perf_counter()
+        G.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+            y = G(ctx, z, a, repeats=k) if shared else G(ctx_k, z, a)
+        y.float().sum().backward()
+        return time.perf_counter() - t
+
+    for shared in (False, True):
+        run(shared)
+    times = {False: [], True: []}
+    for _ in range(reps):
+        for shared in (False, True):
+            times[shared].append(run(shared))
+    return tuple(1000 * statistics.median(times[s]) for s in (False, True))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,6 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"achieved              {achieved / 1e9:8.1f} GFLOP/s")
     print(f"2048^3 matmul         {peak / 1e9:8.1f} GFLOP/s (same dtype, same run)")
     print(f"ratio achieved/matmul {achieved / peak:8.2f}")
+    k = cfg.loss.variety_k
+    if k > 1:
+        rep, shared = shared_encoding_ms(G, dtype, K, B, k)
+        print(f"G fwd+bwd, {k} draws of {B} contexts: repeated contexts {rep:.1f} ms, encoded once "
+              f"{shared:.1f} ms ({rep / shared:.2f}x)")
     return 0
 
 

@@ -20,6 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m framegan.demo", description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=600, help="training steps (default: fits ~5 CPU minutes)")
     ap.add_argument("--run", default="runs/demo", help="run directory")
+    ap.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                    help="of training, rollout and evaluation (auto: bf16 where the CPU has it natively)")
     args = ap.parse_args(argv)
     run = Path(args.run)
     data = Path("data/sample")
@@ -33,12 +35,15 @@ def main(argv: list[str] | None = None) -> int:
     steps = [
         # The relax weight decays to its floor by 80 % of training (evolving WTA), as the default's 800 of 1000.
         ("train", train.main, ["--config", str(CONFIG), f"train.steps={args.steps}",
-                               f"loss.variety_relax_steps={int(0.8 * args.steps)}", f"run.dir={run}"]),
+                               f"loss.variety_relax_steps={int(0.8 * args.steps)}", f"run.dir={run}",
+                               f"train.precision={args.precision}"]),
         ("rollout", rollout.main, ["--checkpoint", str(run / "checkpoints" / "last.pt"), "--context", str(data),
                                    "--segment", "0", "--start", str(start), "--horizon", str(horizon), "--samples", "4",
-                                   "--upscale", "3", "--out", str(run / "rollout.gif")]),
+                                   "--upscale", "3", "--out", str(run / "rollout.gif"),
+                                   "--precision", args.precision]),
         ("evaluate", evaluate.main, ["--checkpoint", str(run / "checkpoints" / "last.pt"), "--data", str(data),
-                                     "--horizon", "4", "--samples", "4", "--out", str(run / "eval")]),
+                                     "--horizon", "4", "--samples", "4", "--out", str(run / "eval"),
+                                     "--precision", args.precision]),
     ]
     for name, fn, argv_ in steps:
         print(f"\n== {name}: {' '.join(argv_)}", flush=True)

@@ -178,7 +178,7 @@ def g_step(gan: GAN, cfg: Config, clip: torch.Tensor, step: int, reduce_grads=No
     z = sample_z(gan, k * B, classes)
     with autocast(gan):
         a0 = step_actions(actions_k, K, history=L)
-        fake = gan.G(ctx_k, z, a0)
+        fake = gan.G(ctx, z, a0, repeats=k)  # the k draws of a context share one encoding
         fake_logits = gan.D(ctx_k, fake, a0).float() if lc.adv_weight > 0 else None
         # Windows of data.horizon > 1 frames: G goes on from its own predictions with the same z,
         # as in a rollout, and the reconstruction below covers every step (backpropagated through

@@ -17,4 +17,11 @@ def test_demo_end_to_end(tmp_path, monkeypatch, capsys):
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
     assert "copy-last" in json.dumps(metrics)
     assert (run / "eval" / "metrics.png").exists()
-    assert "Done. Look at:" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Done. Look at:" in out
+    # --precision reaches all three steps (fp32: what auto picks on a CPU without native bf16)
+    run = tmp_path / "runs" / "demo_fp32"
+    assert demo.main(["--steps", "2", "--run", str(run), "--precision", "fp32"]) == 0
+    out = capsys.readouterr().out
+    assert "train.precision=fp32" in out and out.count("--precision fp32") == 2
+    assert "autocast off" in out and json.loads((run / "eval" / "metrics.json").read_text())["precision"] == "fp32"

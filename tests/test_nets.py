@@ -159,6 +159,31 @@ def test_batch_members_do_not_interact():
     assert torch.allclose(G(x, z)[:1], G(x[:1], z[:1]), atol=1e-5)
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_repeats_draw_k_samples_from_one_encoding_with_the_same_values_and_gradients(mode):
+    """G(x, z, a, repeats=k) on B contexts must equal G on the k-times repeated contexts (rows
+    sample-major), outputs and parameter gradients, so best-of-k training can encode once."""
+    from einops import repeat
+
+    cfg = small(z_inject=mode, z_dim=2, z_classes=2, actions=3, action_history=2)
+    torch.manual_seed(0)
+    G = build_generator(cfg, 2)
+    x, k = frames(3, 2, 3, 32, 32), 3
+    z, a = G.sample_z(k * 3), torch.randint(0, 3, (k * 3, 2))
+    grads, outs = [], []
+    for args in ((x, z, a, k), (repeat(x, "b t c h w -> (s b) t c h w", s=k), z, a, 1)):
+        G.zero_grad()
+        y = G(*args[:3], repeats=args[3])
+        (y * torch.linspace(-1, 1, y.numel()).reshape(y.shape)).sum().backward()
+        outs.append(y.detach())
+        grads.append(torch.cat([p.grad.flatten() for p in G.parameters()]))
+    assert outs[0].shape == (k * 3, 3, 32, 32)
+    assert torch.allclose(outs[0], outs[1], atol=1e-5) and torch.allclose(grads[0], grads[1], atol=1e-4)
+    assert not torch.allclose(outs[0][:3], outs[0][3:6])  # the draws differ
+    with pytest.raises(ValueError, match=r"z of shape \(9, 4\)"):
+        G(x, z[:3], a, repeats=k)  # z must hold k rows per context
+
+
 @pytest.mark.parametrize("output", ("residual", "composite"))
 def test_untrained_generator_starts_near_copy_last(output):
     G = build_generator(small(output=output), 2)

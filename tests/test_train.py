@@ -191,6 +191,8 @@ def test_unrolled_g_step_trains_on_its_own_predictions():
     rec, calls = g_step(clip)
     assert len(calls) == 2                                     # one forward per predicted step
     (x1, y1), (x2, _) = calls
+    assert x1.shape[0] == 2 and x2.shape[0] == 4               # the first step takes each context once
+    x1 = repeat(x1, "b t c h w -> (s b) t c h w", s=2)         # for its k=2 draws (G's repeats)
     assert torch.equal(x2[:, :-1], x1[:, 1:])                  # the window slides by one frame ...
     assert torch.equal(x2[:, -1], y1.to(x2.dtype))             # ... and takes G's own prediction,
     assert not torch.equal(x2[:, -1], repeat(clip[:, 4], "b c h w -> (s b) c h w", s=2))  # not the truth,

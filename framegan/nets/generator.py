@@ -130,8 +130,15 @@ class Generator(nn.Module):
         return torch.cat(parts, dim=1)
 
     def forward(self, x: torch.Tensor, z: torch.Tensor | None = None,
-                action: torch.Tensor | None = None) -> torch.Tensor:
-        self._check(x, z, action)
+                action: torch.Tensor | None = None, repeats: int = 1) -> torch.Tensor:
+        """``repeats`` k > 1: k draws per context. ``x`` holds B contexts, ``z`` and ``action``
+        k * B rows, sample-major (row s * B + b is draw s of context b), as the output. The
+        encoder never sees z or the key (modulate and add inject them after it), so it runs once
+        per context instead of k times: the same values as ``forward`` on the repeated context,
+        for less work (best-of-k training draws every context k times)."""
+        self._check(x, z, action, repeats)
+        if self.z_inject == "concat" and repeats > 1:  # here the input holds z: nothing to share
+            x, repeats = repeat(x, "b t c h w -> (s b) t c h w", s=repeats), 1
         h = rearrange(x, "b t c h w -> b (t c) h w")
         cond = self.condition(z, action, h) if self.cond_dim else None
         style = self.mapping(cond) if self.mapping is not None else None
@@ -143,6 +150,9 @@ class Generator(nn.Module):
         for down in self.down:
             skips.append(h)
             h = down(h)
+        if repeats > 1:
+            h, x = (repeat(t, "b ... -> (s b) ...", s=repeats) for t in (h, x))
+            skips = [repeat(t, "b ... -> (s b) ...", s=repeats) for t in skips]
 
         if self.z_inject == "concat":
             h = torch.cat([h, self._tile(cond, h)], dim=1)
@@ -172,10 +182,13 @@ class Generator(nn.Module):
     def _tile(self, z: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return repeat(z.to(like.dtype), "b d -> b d h w", h=like.shape[-2], w=like.shape[-1])
 
-    def _check(self, x: torch.Tensor, z: torch.Tensor | None, action: torch.Tensor | None):
+    def _check(self, x: torch.Tensor, z: torch.Tensor | None, action: torch.Tensor | None, repeats: int = 1):
         if x.ndim != 5:
             raise ValueError(f"G expects context (B, K, C, H, W), got shape {tuple(x.shape)}")
+        if repeats < 1:
+            raise ValueError(f"G's repeats must be >= 1, got {repeats}")
         b, k, c, height, width = x.shape
+        b *= repeats  # rows of z, action and the output
         if k != self.context or c != self.channels:
             raise ValueError(f"G was built for K={self.context}, C={self.channels}; got K={k}, C={c}")
         m = 2**self.depth

@@ -39,6 +39,11 @@ def add_threads(parser: argparse.ArgumentParser) -> None:
                              "else every CPU this process may use; use 1 on a busy machine)")
 
 
+def add_precision(parser: argparse.ArgumentParser, help: str | None = None) -> None:
+    """``--precision auto|fp32|bf16`` (``framegan.precision.autocast_dtype`` reads it)."""
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto", help=help)
+
+
 # Default: every CPU this process may use. benchmarks/threads_speed.py on the idle 2-core Xeon
 # (AVX-512 + AMX) this was built on, 1 vs 2 threads interleaved, best of 5: a default train step
 # 0.59 vs 0.36 s (1.63x), batch-1 rollout 244 vs 274 frames/s (1.12x). A user's machine is

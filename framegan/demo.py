@@ -9,6 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from framegan.cli import add_precision
 from framegan.sample_game import build_sample_store, episodes
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
@@ -20,8 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m framegan.demo", description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=600, help="training steps (default: fits ~5 CPU minutes)")
     ap.add_argument("--run", default="runs/demo", help="run directory")
-    ap.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                    help="of training, rollout and evaluation (auto: bf16 where the CPU has it natively)")
+    add_precision(ap, "of training, rollout and evaluation (auto: bf16 where the CPU has it natively)")
     args = ap.parse_args(argv)
     run = Path(args.run)
     data = Path("data/sample")

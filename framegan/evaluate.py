@@ -44,7 +44,7 @@ from tqdm import tqdm
 from framegan import metrics
 from framegan.actions import ActionError, index_map
 from framegan.atomic import atomic_path
-from framegan.cli import Parser, UsageError, add_threads, positive, resolve_device, run_main, set_threads
+from framegan.cli import Parser, UsageError, add_precision, add_threads, positive, resolve_device, run_main, set_threads
 from framegan.data import pick_windows
 from framegan.engine import step_actions
 from framegan.inference import BACKENDS, BackendError, autoregress, predictor, prepare
@@ -462,7 +462,7 @@ def parse_args(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="output directory (default: eval/ next to the checkpoint)")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
-    ap.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
+    add_precision(ap)
     ap.add_argument("--backend", choices=BACKENDS, default="auto",
                     help="inference backend (auto: the fastest measured here; see framegan.inference)")
     add_threads(ap)

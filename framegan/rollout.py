@@ -21,7 +21,7 @@ import torch
 from einops import repeat
 
 from framegan.atomic import atomic_path
-from framegan.cli import Parser, UsageError, add_threads, positive, resolve_device, run_main, set_threads
+from framegan.cli import Parser, UsageError, add_precision, add_threads, positive, resolve_device, run_main, set_threads
 from framegan.frames import to_model, to_pixels
 from framegan.inference import BACKENDS, BackendError, autoregress, predictor, prepare
 
@@ -253,8 +253,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--upscale", type=positive, default=None,
                     help="nearest-neighbour zoom for viewing (default: to about 128 px)")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
-    ap.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                    help="inference dtype (auto: bf16 where the hardware has it)")
+    add_precision(ap, "inference dtype (auto: bf16 where the hardware has it)")
     ap.add_argument("--backend", choices=BACKENDS, default="auto",
                     help="inference backend (auto: the fastest measured here; see framegan.inference)")
     add_threads(ap)

@@ -5,11 +5,10 @@ Re-running continues the same run (runs/demo) instead of starting over.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from framegan.cli import add_precision
+from framegan.cli import Parser, UsageError, add_precision
 from framegan.sample_game import build_sample_store, episodes
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
@@ -18,11 +17,15 @@ CONFIG = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
 def main(argv: list[str] | None = None) -> int:
     from framegan import evaluate, rollout, train
 
-    ap = argparse.ArgumentParser(prog="python -m framegan.demo", description=__doc__.splitlines()[0])
+    ap = Parser(prog="python -m framegan.demo", description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=600, help="training steps (default: fits ~5 CPU minutes)")
     ap.add_argument("--run", default="runs/demo", help="run directory")
     add_precision(ap, "of training, rollout and evaluation (auto: bf16 where the CPU has it natively)")
-    args = ap.parse_args(argv)
+    try:
+        args = ap.parse_args(argv)
+    except UsageError as e:  # one line, as every framegan command
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     run = Path(args.run)
     data = Path("data/sample")
     if not (data / "manifest.json").exists():

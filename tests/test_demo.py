@@ -25,3 +25,11 @@ def test_demo_end_to_end(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "train.precision=fp32" in out and out.count("--precision fp32") == 2
     assert "autocast off" in out and json.loads((run / "eval" / "metrics.json").read_text())["precision"] == "fp32"
+
+
+def test_demo_bad_argument_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert demo.main(["--precision", "fp16"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: argument --precision: invalid choice") and err.count("\n") == 1
+    assert not (tmp_path / "data").exists() and not (tmp_path / "runs").exists()  # nothing started

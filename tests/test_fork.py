@@ -54,6 +54,18 @@ def test_scorer_on_exact_frames(g):
     assert fork.background_error(ghost, exact, nothing, g, (fork.NOISY_LEVEL,)) == [0]
     label, _, noisy = fork.score_frame(ghost, ep, step)
     assert fork.coverage(ghost, ep, step)[3] > 0.001 and (label, noisy) == ("sharp", False)
+    # All of that ghost lies on the character's path; a mark elsewhere (the scene's other moving
+    # things drawn off) counts as trail but not as path.
+    trail, behind = fork.coverage(ghost, ep, step)[3:]
+    assert behind == trail
+    per_branch, old = fork.boxes(ep, step, ghost.shape[0])
+    boxes = old | np.logical_or.reduce(per_branch)
+    free = ~fork.dilate(boxes | fork.path_mask(ep, step, ghost.shape[0]), g, ghost.shape[0])
+    ys, xs = np.nonzero(free)
+    elsewhere = exact.astype(int)
+    elsewhere[ys[:20], xs[:20]] += np.where(elsewhere[ys[:20], xs[:20]] > 127, -30, 30)
+    trail, behind = fork.coverage(elsewhere.astype(np.uint8), ep, step)[3:]
+    assert trail > 0.001 and behind == 0
 
 
 class Oracle(torch.nn.Module):

@@ -37,6 +37,10 @@ draws whenever each class keeps to one branch, so the per-class and per-context 
 figures that can fail: does every class keep to one branch, do the classes cover every branch,
 and does every context reach every branch?
 
+Trail (``TRAIL_LEVEL``): the share of the pixels away from the boxes that a rollout leaves off by
+a little (too faint to break the scene), per step; the table prints the last step's, and the part
+of it on the corridor behind the character (``path``).
+
 Writes ``<out>/fork.json`` and ``<out>/fork.gif`` (context | regression | 4 GAN samples).
 """
 from __future__ import annotations
@@ -69,6 +73,9 @@ NOISY_LEVEL, NOISY_SHARE = 48, 0.02
 # again. ``trail`` = share of the pixels away from the sprite boxes that differ from the true frame
 # by more than TRAIL_LEVEL (uint8, any channel), per step; too faint for NOISY_LEVEL, plain to see
 # in a GIF. G's residual head left 3.9 % at step 3 on the sample game (1000 steps), composite 0.4 %.
+# ``trail_path``: the part of it on the corridor the character walked or could have walked (every
+# branch's boxes up to the step before, dilated like the boxes): a mark left behind the character;
+# the rest is the scene's other moving things (the patrolling block and the light) drawn off.
 TRAIL_LEVEL = 16
 # Mean |stored - rendered| of one frame, uint8 levels, that still counts as "the same frame": the
 # training video is H.264 yuv444p crf 18, measured at most 2.5 on every game of the family.
@@ -109,9 +116,20 @@ def alpha_map(pred: np.ndarray, background: np.ndarray, colour) -> np.ndarray:
     return ((p - b) * d).sum(-1) / np.maximum((d * d).sum(-1), 1.0)
 
 
-def coverage(pred: np.ndarray, ep: Episode, step: int) -> tuple[list[float], float, bool, float]:
+def path_mask(ep: Episode, step: int, size: int) -> np.ndarray:
+    """Every box the character held from the episode's start to ``step - 1`` frames after the
+    fork, on every branch: the corridor behind it."""
+    game, m = ep.game, np.zeros((size, size), bool)
+    for t in range(ep.fork + step):
+        for b in range(len(game.branches)):
+            m |= sprite_mask(game, game_mod.position(game, ep.scene, t, b), size)
+    return m
+
+
+def coverage(pred: np.ndarray, ep: Episode, step: int) -> tuple[list[float], float, bool, float, float]:
     """(a_b per branch, a_0 of the old boxes, whether the scene away from the boxes is broken, its
-    trail share) for one predicted frame ``step`` (1-based) frames after ``ep``'s fork."""
+    trail share, the part of that share on the character's path) for one predicted frame ``step``
+    (1-based) frames after ``ep``'s fork."""
     game, size = ep.game, pred.shape[0]
     bg = game_mod.render(game, ep.scene, ep.fork + step, None, size)
     a = alpha_map(pred, bg, game.colour).clip(0, 1.5)
@@ -134,12 +152,13 @@ def coverage(pred: np.ndarray, ep: Episode, step: int) -> tuple[list[float], flo
     mean = [float(a[r].mean()) if r.any() else 0.0 for r in regions]
     a_old = float(a[old_only].mean()) if old_only.any() else 0.0
     off, trail = background_error(pred, bg, anywhere, game, (NOISY_LEVEL, TRAIL_LEVEL))
-    return mean, a_old, off > NOISY_SHARE, trail
+    behind = background_error(pred, bg, anywhere, game, (TRAIL_LEVEL,), within=path_mask(ep, step, size))[0]
+    return mean, a_old, off > NOISY_SHARE, trail, behind
 
 
 def score_frame(pred: np.ndarray, ep: Episode, step: int) -> tuple[str, int, bool]:
     """Classify one predicted frame: (label, branch index, whether the scene is broken)."""
-    a, a_old, noisy, _ = coverage(pred, ep, step)
+    a, a_old, noisy, *_ = coverage(pred, ep, step)
     return (*classify(a, a_old, noisy), noisy)
 
 
@@ -156,16 +175,26 @@ def classify(a: list[float], a_old: float, noisy: bool) -> tuple[str, int]:
 
 
 def background_error(pred: np.ndarray, bg: np.ndarray, boxes: np.ndarray, game: ForkGame,
-                     levels: tuple[int, ...]) -> list[float]:
+                     levels: tuple[int, ...], within: np.ndarray | None = None) -> list[float]:
     """Per level of ``levels``: the share of the pixels away from ``boxes`` (dilated by a quarter
-    sprite) that differ from the background ``bg`` by more than that level in any channel."""
-    pad = max(1, game.sprite * pred.shape[0] // GRID // 4)
-    near = boxes.copy()
+    sprite) that differ from the background ``bg`` by more than that level in any channel.
+    ``within`` (a mask, dilated the same way): count only those pixels, still as a share of all
+    the pixels away from the boxes (so the shares of a split add up)."""
+    near = dilate(boxes, game, pred.shape[0])
+    error = np.abs(pred.astype(np.int16) - bg.astype(np.int16)).max(-1)
+    n_away = max(1, int((~near).sum()))
+    counted = ~near if within is None else ~near & dilate(within, game, pred.shape[0])
+    return [float((error[counted] > level).sum() / n_away) for level in levels]
+
+
+def dilate(mask: np.ndarray, game: ForkGame, size: int) -> np.ndarray:
+    """``mask`` grown by a quarter sprite in every direction."""
+    pad = max(1, game.sprite * size // GRID // 4)
+    out = mask.copy()
     for dy in range(-pad, pad + 1):
         for dx in range(-pad, pad + 1):
-            near |= np.roll(boxes, (dy, dx), axis=(0, 1))
-    away = np.abs(pred.astype(np.int16) - bg.astype(np.int16)).max(-1)[~near]
-    return [float((away > level).sum() / max(1, away.size)) for level in levels]
+            out |= np.roll(mask, (dy, dx), axis=(0, 1))
+    return out
 
 
 # ----------------------------------------------------------------------------- scoring a model
@@ -176,6 +205,7 @@ class Tally:
         self.branches, self.horizon = branches, horizon
         self.labels, self.noisy = Counter(), 0
         self.trail = np.zeros(horizon)  # summed trail shares per step
+        self.trail_path = np.zeros(horizon)  # ... the part on the character's path
         self.per_step = [Counter() for _ in range(horizon)]
         self.step_branch = np.zeros((horizon, len(branches)), int)  # sharp frames per branch
         self.per_context: list[np.ndarray] = []                       # (horizon, N) per context
@@ -185,12 +215,13 @@ class Tally:
         mine = np.zeros((self.horizon, len(self.branches)), int)
         for sample in futures:
             for t, frame in enumerate(sample):
-                a, a_old, broken, trail = coverage(frame, ep, t + 1)
+                a, a_old, broken, trail, behind = coverage(frame, ep, t + 1)
                 label, branch = classify(a, a_old, broken)
                 self.labels[label] += 1
                 self.per_step[t][label] += 1
                 self.noisy += broken
                 self.trail[t] += trail
+                self.trail_path[t] += behind
                 if label == "sharp":
                     mine[t, branch] += 1
         self.step_branch += mine
@@ -210,6 +241,7 @@ class Tally:
             **{f"{k}_rate": self.labels[k] / total for k in LABELS},
             "noisy_rate": self.noisy / total,  # frames whose scene breaks away from the boxes (any label)
             "trail": (self.trail / per_step_total).tolist(),  # mean trail share per step
+            "trail_path": (self.trail_path / per_step_total).tolist(),  # ... on the character's path
             "branch_counts": dict(zip(self.branches, counts.tolist())),  # sharp frames, all steps
             "branch_share": self._shares(counts),
             "per_step": [{**{k: self.per_step[t][k] / per_step_total for k in LABELS},
@@ -403,7 +435,7 @@ def fork_gif(path: Path, reg: tuple[Episode, int, np.ndarray], gan: tuple[Episod
 
 def format_table(results: dict) -> str:
     names = results["branches"]
-    head = (f"{'model':<14} {'sharp':>7} {'split':>7} {'blurred':>8} {'noisy':>7} {'trail':>6}   "
+    head = (f"{'model':<14} {'sharp':>7} {'split':>7} {'blurred':>8} {'noisy':>7} {'trail':>6} {'path':>6}   "
             f"share {'/'.join(names):<18} every branch")
     rows = [f"fork game {results['game']!r}: {len(names)} branches, {results['contexts']} fresh contexts, "
             f"{results['horizon']} steps", head]
@@ -413,7 +445,7 @@ def format_table(results: dict) -> str:
         text = "n/a" if None in share.values() else "/".join(f"{share[n]:.2f}" for n in names)
         every = f"{r['contexts_reaching_every_branch']}/{contexts} contexts" if contexts else ""
         return (f"{label:<14} {r['sharp_rate']:>7.1%} {r['split_rate']:>7.1%} {r['blurred_rate']:>8.1%} "
-                f"{r['noisy_rate']:>7.1%} {r['trail'][-1]:>6.1%}   {text:<24} {every}")
+                f"{r['noisy_rate']:>7.1%} {r['trail'][-1]:>6.1%} {r['trail_path'][-1]:>6.1%}   {text:<24} {every}")
 
     for name, r in results["models"].items():
         rows.append(row(name, r, r["contexts"]) + f"   ({r['frames']} frames)")

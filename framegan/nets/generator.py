@@ -150,8 +150,9 @@ class Generator(nn.Module):
         for down in self.down:
             skips.append(h)
             h = down(h)
+        last = x[:, -1]  # the head needs the last context frame alone
         if repeats > 1:
-            h, x = (repeat(t, "b ... -> (s b) ...", s=repeats) for t in (h, x))
+            h, last = (repeat(t, "b ... -> (s b) ...", s=repeats) for t in (h, last))
             skips = [repeat(t, "b ... -> (s b) ...", s=repeats) for t in skips]
 
         if self.z_inject == "concat":
@@ -167,13 +168,13 @@ class Generator(nn.Module):
 
         out = self.head(h).float()
         if self.output == "composite":
-            last, paint = x[:, -1].float(), torch.tanh(out[:, :self.channels])
+            last, paint = last.float(), torch.tanh(out[:, :self.channels])
             mask = torch.sigmoid(out[:, self.channels:] + MASK_BIAS)
             out = last + mask * (paint - last)  # a convex mix of two frames in [-1, 1]
         elif self.output == "residual":
             # Smooth in both directions (unlike clamp(last + delta)): a pixel at the saturated
             # background still gets gradient, so a sprite can appear there.
-            last = x[:, -1].float().clamp(-LAST_LIMIT, LAST_LIMIT)
+            last = last.float().clamp(-LAST_LIMIT, LAST_LIMIT)
             out = torch.tanh(torch.atanh(last) + out)
         else:
             out = torch.tanh(out)

@@ -24,6 +24,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(VPY) benchmarks/extract_speed.py
 	$(VPY) benchmarks/train_speed.py
+	$(VPY) benchmarks/compile_speed.py
 	$(VPY) benchmarks/rollout_speed.py
 	$(VPY) benchmarks/play_speed.py
 

@@ -129,7 +129,7 @@ def generator_from_state(state: dict, cfg: Config, path: str | Path = "checkpoin
 def load_inverse(path: str | Path, device: str | torch.device = "cpu"):
     """The inverse model q(class | context, frame) of a latent-action checkpoint (eval mode), or
     None when the run trained none."""
-    from framegan.nets.inverse import InverseModel, inverse_fits
+    from framegan.nets.inverse import InverseModel, inverse_fits, load_inverse_weights
 
     state = load_checkpoint(path)
     cfg = checkpoint_config(state, path)
@@ -139,7 +139,7 @@ def load_inverse(path: str | Path, device: str | torch.device = "cpu"):
     if not inverse_fits(Q, state["Q"]):  # q before it saw the change and max-pooled: it answered one class
         print(f"note: {path} holds an inverse model of an older design; no latent-action report")
         return None
-    load_weights(Q, state["Q"], f"{path} [Q]")
+    load_inverse_weights(Q, state["Q"])
     return Q.to(device).eval()
 
 

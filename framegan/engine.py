@@ -315,10 +315,15 @@ def q_step(gan: GAN, ctx: torch.Tensor, real: torch.Tensor, winners: torch.Tenso
     for G's own class-0 samples)."""
     with autocast(gan):
         logits = gan.Q(ctx, real).float()
+        prior = gan.Q.prior(ctx).float()
     ce = torch.nn.functional.cross_entropy(logits, winners, reduction="none")
-    terms = {"q_ce": (ce * decisive).sum() / decisive.sum().clamp(min=1e-8)}
-    total, _ = optimize(gan, gan.Q, gan.opt_q, terms, step, "Q", reduce_grads)
-    return {"q_ce": total.detach(), "q_acc": (logits.argmax(1) == winners).float().mean()}
+    # The prior counts every window alike: it must learn how often each class wins from a context
+    # like this one, ties included (where either class will do, it learns to draw either).
+    terms = {"q_ce": (ce * decisive).sum() / decisive.sum().clamp(min=1e-8),
+             "q_prior_ce": torch.nn.functional.cross_entropy(prior, winners)}
+    optimize(gan, gan.Q, gan.opt_q, terms, step, "Q", reduce_grads)
+    return {"q_ce": terms["q_ce"].detach(), "q_prior_ce": terms["q_prior_ce"].detach(),
+            "q_acc": (logits.argmax(1) == winners).float().mean()}
 
 
 def optimize(gan: GAN, net: torch.nn.Module, opt: torch.optim.Optimizer, terms: dict, step: int,

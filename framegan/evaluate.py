@@ -77,8 +77,10 @@ def _frame_stats(pred: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor) ->
 def evaluate_models(models: dict, dataset, horizon: int, samples: int = 1, seed: int = 0,
                     max_windows: int | None = None, batch_size: int = 8, precision: str = "auto",
                     progress: bool = True, backend: str = "torch",
-                    action_maps: dict[str, np.ndarray] | None = None) -> dict:
+                    action_maps: dict[str, np.ndarray] | None = None, priors: dict | None = None) -> dict:
     """Roll out every model on the same windows of ``dataset`` and score each horizon step.
+    ``priors``: name -> class prior (``inference.autoregress``) for the models that draw their
+    noise classes from one; the others draw stratified.
 
     ``models``: name -> generator (a module, run by ``backend`` in ``precision``, or a
     ``framegan.inference.Predictor``), or None for copy-last-frame. A deterministic G (z_dim 0) and
@@ -131,11 +133,13 @@ def evaluate_models(models: dict, dataset, horizon: int, samples: int = 1, seed:
                 pred = repeat(last, "b c h w -> b 1 t c h w", t=horizon)
             else:
                 noise = gens[name].get_state()
-                pred = autoregress(G, ctx, horizon, n_samples[name], gens[name], a, history=hist).cpu()
+                prior = (priors or {}).get(name)
+                pred = autoregress(G, ctx, horizon, n_samples[name], gens[name], a, history=hist, prior=prior).cpu()
             if name in keyed:  # the same noise draws under another window's keys
                 again = torch.Generator(G.device).set_state(noise)
                 other = autoregress(G, ctx, horizon, n_samples[name], again, _other_actions(a, G.num_actions),
-                                    history=None if hist is None else _other_actions(hist, G.num_actions))
+                                    history=None if hist is None else _other_actions(hist, G.num_actions),
+                                    prior=prior)
                 shuffled_err[name].append(_shuffled_errors(other.cpu(), truth, mask))
             stats[name].append(_frame_stats(pred, truth, mask))
             diversity[name].append(metrics.diversity(rearrange(pred, "b s t c h w -> s b t c h w")).numpy())
@@ -448,12 +452,16 @@ def plot(path: Path, results: dict) -> None:
 def parse_args(argv=None):
     ap = Parser(prog="python -m framegan.evaluate", description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", required=True, help="checkpoint to evaluate (G_ema)")
-    ap.add_argument("--data", required=True, help="frame store")
+    ap.add_argument("--data", default=None,
+                    help="frame store (default: the one the checkpoint trained on, data.root in its config)")
     ap.add_argument("--split", choices=["val", "train", "all"], default="val",
                     help="windows to score (val: the split training held out)")
     ap.add_argument("--horizon", type=positive, default=4,
                     help="steps to predict (T); windows need K + T frames inside one segment")
     ap.add_argument("--samples", type=positive, default=4, help="samples per window (S)")
+    ap.add_argument("--classes", choices=["prior", "cycle"], default="prior",
+                    help="noise classes of the samples: drawn from the class prior the run learned "
+                         "(the model's own odds; a run without one: as cycle), or sample s takes class s mod C")
     ap.add_argument("--baseline", action="append", default=[], metavar="CKPT",
                     help="another checkpoint for the same table (repeatable)")
     ap.add_argument("--max-windows", type=positive, default=200, help="windows, evenly spread")
@@ -471,6 +479,20 @@ def parse_args(argv=None):
     return args
 
 
+def training_store(checkpoint: str) -> str:
+    """The store ``checkpoint`` trained on (its config's ``data.root``), when it is here; its
+    held-out split is what ``--split val`` scores."""
+    from framegan.checkpoint import checkpoint_config, load_checkpoint
+    from framegan.store import is_store
+
+    root = checkpoint_config(load_checkpoint(checkpoint), checkpoint).data.root
+    if not is_store(root):
+        raise UsageError(f"no --data given, and the store {checkpoint} trained on ({root}) is not here: "
+                         f"pass --data STORE")
+    print(f"data: {root} (the store the checkpoint trained on; --data to score another)")
+    return root
+
+
 def run(args) -> dict:
     from framegan.checkpoint import load_generator, load_inverse
     from framegan.data import ClipDataset
@@ -478,8 +500,10 @@ def run(args) -> dict:
 
     set_threads(args.threads)
     device = resolve_device(args.device)
+    if args.data is None:
+        args.data = training_store(args.checkpoint)
     store = open_store(args.data)
-    models, action_maps, val_fraction = {}, {}, None
+    models, action_maps, priors, val_fraction = {}, {}, {}, None
     for path in [args.checkpoint, *args.baseline]:
         G, cfg, info = load_generator(path, device)
         size = tuple(info.get("size") or store.size)
@@ -501,6 +525,9 @@ def run(args) -> dict:
         except BackendError as e:
             raise UsageError(str(e)) from None
         val_fraction = cfg.data.val_fraction if val_fraction is None else val_fraction
+        Q = load_inverse(path, device) if G.z_classes and args.classes == "prior" else None
+        if Q is not None and Q.has_prior:  # runs from before the prior keep the stratified draws
+            priors[name] = Q.prior
     models[COPY_LAST] = None
     K = max(G.context for G in models.values() if G is not None)
     predict = models[next(iter(models))]
@@ -509,11 +536,11 @@ def run(args) -> dict:
     print("note: FVD and LPIPS skipped (they need pretrained network weights, which framegan never "
           "downloads at run time)")
     results = evaluate_models(models, dataset, args.horizon, args.samples, args.seed, args.max_windows,
-                              args.batch, args.precision, action_maps=action_maps)
+                              args.batch, args.precision, action_maps=action_maps, priors=priors)
     for note in dict.fromkeys(n for G in models.values() if G is not None for n in G.notes):
         print(f"note: {note}")
     backend, precision = predict.describe(args.batch * (args.samples if predict.z_dim > 0 else 1)).split()
-    results.update(data=str(args.data), split=args.split, checkpoint=str(args.checkpoint),
+    results.update(data=str(args.data), split=args.split, checkpoint=str(args.checkpoint), classes=args.classes,
                    baselines=[str(b) for b in args.baseline], precision=precision, backend=backend)
     for name, path in zip(list(models)[:-1], [args.checkpoint, *args.baseline]):  # copy-last is last
         Q = load_inverse(path, device)

@@ -526,7 +526,7 @@ def check_actions(actions, num_actions: int, batch: int, horizon: int, device) -
 
 def autoregress(predict: Predictor, context: torch.Tensor, horizon: int, samples: int = 1,
                 generator: torch.Generator | None = None, actions=None,
-                z: torch.Tensor | None = None, history=None) -> torch.Tensor:
+                z: torch.Tensor | None = None, history=None, prior=None) -> torch.Tensor:
     """Contexts ``(B, K', C, H, W)`` (K' >= K; the last K are used) -> futures ``(B, S, T, C, H, W)``
     float32 in [-1, 1] on G's device. Each of the S samples keeps one z (from ``generator``) for
     its whole future; the prediction is appended to the window and fed back, T times. With
@@ -537,7 +537,9 @@ def autoregress(predict: Predictor, context: torch.Tensor, horizon: int, samples
     samples); required when the model has actions, ignored otherwise. A model with a key history
     of L (``model.action_history``) also sees the L-1 keys before each step's: ``history`` ``(B,
     >= L-1)`` are the keys pressed after the context frames before the last (the last L-1 used);
-    without it the first step's key is taken to have been held. ``z`` ``(B*S, z_dim)``,
+    without it the first step's key is taken to have been held. ``prior``: a function of the
+    contexts ``(B, K, C, H, W)`` -> class logits ``(B, C)`` (the inverse model's ``prior``): each
+    sample's class is drawn from it instead of stratified. ``z`` ``(B*S, z_dim)``,
     rows ordered batch-major (row ``b*S + s`` is sample s of context b): this noise instead of
     drawing it (e.g. a fixed noise class); ignored when the model takes no noise."""
     K = predict.context
@@ -566,7 +568,12 @@ def autoregress(predict: Predictor, context: torch.Tensor, horizon: int, samples
     elif z is None:
         n_classes = getattr(predict.G, "z_classes", 0)
         classes = None
-        if n_classes and samples >= n_classes:
+        if n_classes and prior is not None:
+            with torch.no_grad():
+                probs = torch.softmax(prior(context[:, -K:].to(device, torch.float32)).float(), dim=1)
+            classes = rearrange(torch.multinomial(probs, samples, replacement=True, generator=generator),
+                                "b s -> (b s)")
+        elif n_classes and samples >= n_classes:
             classes = repeat(torch.arange(samples, device=device) % n_classes, "s -> (b s)", b=context.shape[0])
         z = predict.sample_z(x.shape[0], device=device, generator=generator, classes=classes)
     elif tuple(z.shape) != (x.shape[0], predict.z_dim):

@@ -35,21 +35,23 @@ BORDER = 2                          # px, after upscaling
 # ----------------------------------------------------------------------------- sampling
 def rollout_batch(G, context: torch.Tensor, horizon: int, samples: int = 1,
                   generator: torch.Generator | None = None, precision: str = "auto",
-                  actions: torch.Tensor | None = None, history: torch.Tensor | None = None) -> torch.Tensor:
+                  actions: torch.Tensor | None = None, history: torch.Tensor | None = None,
+                  prior=None) -> torch.Tensor:
     """Contexts ``(B, K', C, H, W)`` (K' >= G.context; the last K are used) -> futures
     ``(B, S, T, C, H, W)`` float32 in [-1, 1] on G's device. Noise comes from ``generator``;
     ``actions`` ``(B, T)``: the action index of predicted step t is ``actions[:, t]`` (required
     when ``G.num_actions > 0``); ``history`` ``(B, L-1)``: the keys before them, for a model with
-    a key history (``inference.autoregress``). ``G``: a module (run by torch eager in
+    a key history (``inference.autoregress``); ``prior``: draw each sample's noise class from it
+    (``inference.autoregress``) instead of cycling the classes. ``G``: a module (run by torch eager in
     ``precision``), or a ``framegan.inference.Predictor`` (any backend, its own precision; build it
     once: an ONNX export or a compile costs seconds)."""
     return autoregress(predictor(G, "torch", precision), context, horizon, samples, generator, actions,
-                       history=history)
+                       history=history, prior=prior)
 
 
 def rollout(G, context: torch.Tensor, horizon: int, samples: int = 1, seed: int = 0,
             precision: str = "auto", actions: torch.Tensor | None = None,
-            history: torch.Tensor | None = None) -> torch.Tensor:
+            history: torch.Tensor | None = None, prior=None) -> torch.Tensor:
     """One context ``(K, C, H, W)`` -> ``samples`` futures ``(S, T, C, H, W)``, reproducible by seed.
     ``actions`` ``(T,)``: one action index per predicted step (models with actions); ``history``
     ``(L-1,)``: the keys pressed before the first of them (models with a key history; default:
@@ -58,7 +60,7 @@ def rollout(G, context: torch.Tensor, horizon: int, samples: int = 1, seed: int 
     generator = torch.Generator(device).manual_seed(seed)
     return rollout_batch(G, context[None], horizon, samples, generator, precision,
                          None if actions is None else torch.as_tensor(actions)[None],
-                         None if history is None else torch.as_tensor(history)[None])[0]
+                         None if history is None else torch.as_tensor(history)[None], prior)[0]
 
 
 # ----------------------------------------------------------------------------- context sources
@@ -243,6 +245,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                          "(default: the end of the video / segment)")
     ap.add_argument("--horizon", type=positive, default=16, help="frames to predict (T)")
     ap.add_argument("--samples", type=positive, default=4, help="futures to sample (S)")
+    ap.add_argument("--classes", choices=["cycle", "prior"], default="cycle",
+                    help="noise classes: sample s takes class s mod C (every future the model knows "
+                         "shows), or drawn from the class prior the run learned (the model's own odds)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--actions", default=None, metavar="FILE|a,b,c",
                     help="keys of a model with action input, one per predicted step (ids or names, or a "
@@ -270,7 +275,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> Path:
-    from framegan.checkpoint import load_generator
+    from framegan.checkpoint import load_generator, load_inverse
     from framegan.video import probe
 
     def video_fps(path: Path) -> float:
@@ -288,6 +293,13 @@ def run(args: argparse.Namespace) -> Path:
         context, truth, fps = context_from_video(src, store_info, K, args.horizon, args.start)
     resampled = not src.is_dir() and abs(fps - video_fps(src)) > 1e-3 * fps
     keys, history = step_actions(args, G, store_info, src, resampled)
+    prior = None
+    if args.classes == "prior":
+        Q = load_inverse(args.checkpoint, device) if G.z_classes else None
+        if Q is None or not Q.has_prior:
+            raise UsageError(f"{args.checkpoint} learned no class prior (trained before it, or without noise "
+                             f"classes): use --classes cycle")
+        prior = Q.prior
     try:
         predict = predictor(prepare(G, device), args.backend, args.precision, checkpoint=args.checkpoint)
     except BackendError as e:
@@ -298,7 +310,8 @@ def run(args: argparse.Namespace) -> Path:
     for note in predict.notes:
         print(f"note: {note}")
     t0 = time.perf_counter()
-    future = rollout(predict, ctx, args.horizon, args.samples, args.seed, actions=keys, history=history).cpu()
+    future = rollout(predict, ctx, args.horizon, args.samples, args.seed, actions=keys, history=history,
+                     prior=prior).cpu()
     seconds = time.perf_counter() - t0
     n = args.samples * args.horizon
     print(f"generated {args.samples} x {args.horizon} frames in {seconds:.2f} s: {n / seconds:.1f} frames/s "

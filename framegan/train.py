@@ -143,7 +143,9 @@ def restore(gan: engine.GAN, state: dict, where: str, d: distributed.Dist, seed:
     gan.opt_g.load_state_dict(state["opt_g"])
     gan.opt_d.load_state_dict(state["opt_d"])
     gan.scaler.load_state_dict(state["scaler"])
-    q_ok = gan.Q is not None and "Q" in state and inverse_fits(gan.Q, state["Q"])
+    # (a q saved before the class prior starts untrained too: its optimizer state lacks the prior's)
+    q_ok = gan.Q is not None and "Q" in state and gan.Q.state_dict().keys() == state["Q"].keys() \
+        and inverse_fits(gan.Q, state["Q"])
     if q_ok:
         load_weights(gan.Q, state["Q"], f"{where} [Q]")
         gan.opt_q.load_state_dict(state["opt_q"])

@@ -233,6 +233,50 @@ def test_g_step_trains_q_on_the_winners(monkeypatch):
     assert any(not torch.equal(a, b) for a, b in zip(before, Q.parameters()))
 
 
+def test_the_class_prior_learns_how_often_each_class_wins():
+    """q_step's prior, from the context alone: a class that wins on 1 window in 8 (a rare event,
+    as the invaders' animation step on Space Invaders) must get about that share, not 1/2."""
+    torch.manual_seed(0)
+    Q = InverseModel(2, 2, width=8, depth=2)
+    gan = engine.GAN(G=None, D=None, G_ema=None, opt_g=None, opt_d=None,
+                     scaler=torch.amp.GradScaler("cpu", enabled=False), z_gen=None, autocast_dtype=None,
+                     device=torch.device("cpu"), Q=Q, opt_q=torch.optim.Adam(Q.parameters(), lr=3e-3))
+    gen = torch.Generator().manual_seed(0)
+    for step in range(150):
+        ctx = torch.rand(32, 2, 3, SIZE, SIZE, generator=gen) * 2 - 1
+        winners = (torch.rand(32, generator=gen) < 1 / 8).long()
+        out = engine.q_step(gan, ctx, ctx[:, -1], winners, torch.ones(32), step)
+    with torch.no_grad():
+        share = torch.softmax(Q.prior(torch.rand(256, 2, 3, SIZE, SIZE, generator=gen) * 2 - 1), 1)[:, 1].mean()
+    assert 0.05 < share < 0.25 and "q_prior_ce" in out, share
+
+
+def test_samples_draw_their_class_from_the_prior_and_old_q_weights_load_without_one():
+    from framegan.inference import autoregress, predictor
+    from framegan.nets.inverse import inverse_fits, load_inverse_weights
+
+    cfg = load_config(None, ["model.width=8", "model.depth=2", "model.z_dim=0", "model.z_classes=2",
+                             "model.output=direct", "data.context=2"])
+    torch.manual_seed(0)
+    G = build_generator(cfg.model, 2).eval()
+    ctx = torch.rand(3, 2, 3, SIZE, SIZE) * 2 - 1
+    predict = predictor(G, "torch", "fp32")
+    always_1 = lambda c: torch.tensor([[-30.0, 30.0]]).expand(c.shape[0], 2)  # noqa: E731
+    drawn = autoregress(predict, ctx, 2, samples=4, generator=torch.Generator().manual_seed(0), prior=always_1)
+    z1 = G.sample_z(12, classes=torch.ones(12, dtype=torch.long))
+    assert torch.allclose(drawn, autoregress(predict, ctx, 2, samples=4, z=z1), atol=1e-6)
+    cycled = autoregress(predict, ctx, 2, samples=4)  # without a prior: class s mod 2
+    assert not torch.allclose(drawn, cycled, atol=1e-3)
+    Q = InverseModel(2, 2, width=8, depth=2)
+    old = {k: v for k, v in Q.state_dict().items() if not k.startswith("prior")}  # saved before the prior
+    fresh = InverseModel(2, 2, width=8, depth=2)
+    assert inverse_fits(fresh, old) and inverse_fits(fresh, Q.state_dict())
+    load_inverse_weights(fresh, old)
+    assert not fresh.has_prior and torch.equal(fresh.head.weight, Q.head.weight)
+    load_inverse_weights(fresh, Q.state_dict())
+    assert fresh.has_prior
+
+
 def test_train_resolves_actions_from_the_store_and_checkpoints_them(key_store, tmp_path, capsys):
     from framegan.train import main as train_main
 

@@ -149,6 +149,26 @@ def test_models_in_run_directories_are_named_after_the_run(tmp_path, capsys):
     assert list(r["models"]) == ["pacman", "pacman_regression", COPY_LAST]
 
 
+def test_without_data_scores_the_store_the_checkpoint_trained_on(tmp_path, capsys):
+    from framegan.checkpoint import load_checkpoint, save_checkpoint
+
+    store = write_store(tmp_path / "s", sliding_square(12))
+    ckpt = make_checkpoint(tmp_path / "runs" / "r" / "checkpoints" / "last.pt", z_dim=0)
+    state = load_checkpoint(ckpt)
+    state["config"]["data"]["root"] = str(store)
+    save_checkpoint(ckpt, state)
+    argv = ["--checkpoint", str(ckpt), "--split", "all", "--horizon", "2", "--max-windows", "3"]
+    assert main([*argv, "--out", str(tmp_path / "e")]) == 0
+    assert f"data: {store}" in capsys.readouterr().out
+    r = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert r["data"] == str(store) and r["windows"] == 3
+    state["config"]["data"]["root"] = str(tmp_path / "gone")  # trained elsewhere: say so, one line
+    save_checkpoint(ckpt, state)
+    assert main([*argv, "--out", str(tmp_path / "e2")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pass --data" in err[0] and not (tmp_path / "e2").exists()
+
+
 @pytest.mark.parametrize("case", ["missing-checkpoint", "missing-store", "horizon-0", "other-size",
                                   "no-val-windows"])
 def test_cli_errors_are_one_line(tmp_path, capsys, case):

@@ -195,8 +195,34 @@ class _Exploit:
         return (os.system, (f"touch {self.marker}",))
 
 
+def test_classes_from_the_prior(setup, capsys):
+    """--classes prior draws each sample's class from the run's class prior: one that always says
+    class 1 gives 4 identical samples, where cycling shows both classes."""
+    from framegan.nets.inverse import InverseModel
+
+    tmp, _, store = setup
+    cfg = load_config(None, ["model.width=8", "model.depth=2", "model.z_dim=0", "model.z_classes=2",
+                             "model.output=direct", f"data.context={K}", "loss.variety_k=2"])
+    torch.manual_seed(0)
+    G = build_generator(cfg.model, K)
+    Q = InverseModel(K, 2)
+    with torch.no_grad():
+        Q.prior_head.weight.zero_()
+        Q.prior_head.bias.copy_(torch.tensor([-30.0, 30.0]))
+    info = {"size": [SIZE, SIZE], "crop": "none", "fps": FPS}
+    ckpt = tmp / "latent.pt"
+    save_checkpoint(ckpt, {"step": 0, "config": to_dict(cfg), "G": G.state_dict(), "G_ema": G.state_dict(),
+                           "Q": Q.state_dict(), "store": info})
+    common = ["--checkpoint", ckpt, "--context", store, "--horizon", 2, "--samples", 4]
+    assert run_cli([*common, "--classes", "prior", "--out", tmp / "p.npy"], capsys)[0] == 0
+    assert run_cli([*common, "--out", tmp / "c.npy"], capsys)[0] == 0
+    p, c = np.load(tmp / "p.npy"), np.load(tmp / "c.npy")
+    assert all(np.array_equal(p[0], p[i]) for i in range(4)) and np.array_equal(p[0], c[1])
+    assert not np.array_equal(c[0], c[1])
+
+
 @pytest.mark.parametrize("case", ["missing-checkpoint", "horizon-0", "short-context", "other-size",
-                                  "pickled-code", "unknown-suffix", "missing-context"])
+                                  "pickled-code", "unknown-suffix", "missing-context", "no-prior"])
 def test_bad_inputs_one_line_error(setup, capsys, case):
     tmp, ckpt, store = setup
     out = tmp / "o.npy"
@@ -218,6 +244,8 @@ def test_bad_inputs_one_line_error(setup, capsys, case):
         args["--out"] = out = tmp / "o.avi"
     elif case == "missing-context":
         args["--context"] = tmp / "nothing.mp4"
+    elif case == "no-prior":  # a model without noise classes has no class prior to draw from
+        args["--classes"] = "prior"
     code, _, err = run_cli([x for kv in args.items() for x in kv], capsys)
     assert code == 2
     lines = err.strip().splitlines()

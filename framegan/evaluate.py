@@ -504,7 +504,7 @@ def run(args) -> dict:
     if args.data is None:
         args.data = training_store(args.checkpoint)
     store = open_store(args.data)
-    models, action_maps, priors, val_fraction = {}, {}, {}, None
+    models, action_maps, inverses, priors, val_fraction = {}, {}, {}, {}, None
     for path in [args.checkpoint, *args.baseline]:
         G, cfg, info = load_generator(path, device)
         size = tuple(info.get("size") or store.size)
@@ -526,8 +526,9 @@ def run(args) -> dict:
         except BackendError as e:
             raise UsageError(str(e)) from None
         val_fraction = cfg.data.val_fraction if val_fraction is None else val_fraction
-        Q = load_inverse(path, device) if G.z_classes and args.classes == "prior" else None
-        if Q is not None and Q.has_prior:  # runs from before the prior keep the stratified draws
+        # q: the latent-action report below; its prior: the noise classes with --classes prior
+        Q = inverses[name] = load_inverse(path, device)
+        if args.classes == "prior" and Q is not None and Q.has_prior:  # runs from before the prior: cycled
             priors[name] = Q.prior
     models[COPY_LAST] = None
     K = max(G.context for G in models.values() if G is not None)
@@ -543,8 +544,7 @@ def run(args) -> dict:
     backend, precision = predict.describe(args.batch * (args.samples if predict.z_dim > 0 else 1)).split()
     results.update(data=str(args.data), split=args.split, checkpoint=str(args.checkpoint), classes=args.classes,
                    baselines=[str(b) for b in args.baseline], precision=precision, backend=backend)
-    for name, path in zip(list(models)[:-1], [args.checkpoint, *args.baseline]):  # copy-last is last
-        Q = load_inverse(path, device)
+    for name, Q in inverses.items():
         if Q is not None:
             results["models"][name]["latent"] = latent_report(
                 Q, models[name], dataset, pick_windows(len(dataset), args.max_windows), args.seed)

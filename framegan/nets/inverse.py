@@ -53,7 +53,7 @@ class InverseModel(nn.Module):
         # moving, and how, is what a rare event's timing can show.
         self.prior_net, out = _encoder((context + 1) * channels, width, depth)
         self.prior_head = nn.Linear(out, classes)
-        self.has_prior = True  # False for a checkpoint saved before the prior: draw uniformly
+        self.has_prior = True  # False for a checkpoint saved before the prior: classes are cycled
 
     def forward(self, context: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
         frame = frame.to(context.dtype)

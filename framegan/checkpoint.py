@@ -96,12 +96,13 @@ def checkpoint_config(state: dict, path: str | Path = "checkpoint") -> Config:
 def _upgrade(config: dict) -> dict:
     """A config stored before ``model.output`` existed says ``model.residual``: true was the
     residual head, false the direct one. One stored before ``model.action_history`` existed saw
-    one key per step."""
+    one key per step; one before ``model.copy_frames`` copied from the last frame only."""
     model = config.get("model") if isinstance(config, dict) else None
     if not isinstance(model, dict):
         return config
     model = dict(model)
     model.setdefault("action_history", 1)
+    model.setdefault("copy_frames", 1)
     if "residual" in model:
         residual = model.pop("residual")
         model.setdefault("output", "residual" if residual else "direct")

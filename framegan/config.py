@@ -77,6 +77,7 @@ class ModelConfig:
     action_history: int = 2         # keys G and D see per step: the last one pressed and the L-1 before it
     inverse: bool = True            # with z_classes: also train q(class | context, next frame) (latent actions)
     output: GOutput = GOutput.composite  # how G's head makes the frame from the last context frame
+    copy_frames: int = -1           # composite: newest context frames G may copy a pixel from (-1 = all)
     d_backbone: DBackbone = DBackbone.cnn  # temporal discriminator family
     d_width: int = 32               # base channel count of D
     d_depth: int = 3                # strided stages in the CNN D (PatchGAN receptive field)
@@ -220,6 +221,8 @@ def validate(cfg: Config) -> None:
     need(m.z_dim >= 0, f"model.z_dim must be >= 0, got {m.z_dim}")
     need(m.z_classes == 0 or m.z_classes >= 2, f"model.z_classes must be 0 or >= 2, got {m.z_classes}")
     need(m.actions >= -1, f"model.actions must be -1 (auto), 0 (none) or a count, got {m.actions}")
+    need(m.copy_frames == -1 or 1 <= m.copy_frames <= d.context,
+         f"model.copy_frames must be -1 (all) or in 1..data.context ({d.context}), got {m.copy_frames}")
     need(m.action_history >= 1, f"model.action_history must be >= 1, got {m.action_history}")
     # (with model.actions=-1, train.resolve_actions checks this once the store says whether it has keys)
     need(m.actions <= 0 or m.action_history <= d.context,

@@ -30,6 +30,8 @@ def test_yaml_then_overrides(tmp_path):
     (["model.z_dim=0", "model.z_classes=0", "loss.variety_k=2"], "variety_k"),
     (["model.z_classes=1"], "z_classes"),
     (["model.action_history=0"], "model.action_history"),
+    (["data.context=2", "model.copy_frames=3"], "model.copy_frames must be -1 (all) or in 1..data.context (2)"),
+    (["model.copy_frames=0"], "model.copy_frames"),
     (["data.context=2", "model.actions=4", "model.action_history=3"], "1..data.context (2)"),
     (["loss.adv_weight=0", "loss.l1_weight=0"], "nothing to train"),
     (["data.context=0"], "data.context"),

@@ -25,16 +25,18 @@ pytest.importorskip("onnx")
 VARIANTS = {"z": (4, 0, "modulate"), "plain": (0, 0, "modulate"), "z+actions": (4, 3, "modulate"),
             "actions": (0, 3, "modulate"), "concat": (4, 3, "concat"), "add": (4, 0, "add"),
             "residual": (4, 3, "modulate", "residual"), "direct": (4, 0, "modulate", "direct"),
-            "one key": (4, 3, "modulate", "composite", 0, 1)}  # the others with actions see the last 2 keys
+            "one key": (4, 3, "modulate", "composite", 0, 1),  # the others with actions see the last 2 keys
+            "last frame only": (4, 3, "modulate", "composite", 0, 2, 1)}  # the others copy from every context frame
 
 
 def tiny_g(z_dim: int, actions: int, inject: str = "modulate", output: str = "composite", seed: int = 0,
-           history: int = 2):
+           history: int = 2, copy: int = -1):
     from framegan.nets import build_generator
 
     cfg = load_config(None, ["model.width=8", "model.depth=2", f"model.z_dim={z_dim}", "model.z_classes=0",
                              f"model.actions={actions}", f"model.action_history={history}",
                              f"model.z_inject={inject}", f"model.output={output}", f"data.context={K}",
+                             f"model.copy_frames={copy}",
                              f"loss.variety_k={4 if z_dim else 1}"])
     torch.manual_seed(seed)
     return build_generator(cfg.model, K).eval()

@@ -216,6 +216,34 @@ def test_composite_generator_erases_a_bright_pixel_where_the_residual_one_barely
     assert grads["composite"] > 10 * grads["residual"], grads
 
 
+def test_composite_copies_a_pixel_from_the_older_frame_its_mask_picks():
+    """model.copy_frames n: each pixel is a softmax mix of the paint and the n newest context
+    frames. A mask that picks one frame copies it exactly; n = 1 is the plain composite."""
+    torch.manual_seed(0)
+    x = frames(2, 4, 3, 32, 32)
+    G = build_generator(small(copy_frames=3), 4)
+    assert G.head.out_channels == 3 + 3  # paint, then the logits of paint and of the two older frames
+    with torch.no_grad():
+        G.head.weight.zero_()
+        G.head.bias.zero_()
+        G.head.bias[5] = 50.0  # the third mask logit: the frame two before the last
+    assert torch.allclose(G(x, G.sample_z(2)), x[:, 1], atol=1e-5)  # 4 frames: -3 is index 1
+    with torch.no_grad():
+        G.head.bias[5] = 0.0
+    y = G(x, G.sample_z(2))  # no preference: mostly the last frame, a little of the others
+    assert (y - x[:, -1]).abs().mean() < 0.15 * (x[:, 1] - x[:, -1]).abs().mean()
+
+    assert build_generator(small(), 4).copy_frames == 4  # the default, -1: every context frame
+    one = build_generator(small(copy_frames=1), 4)
+    assert one.head.out_channels == 4 and one.copy_frames == 1
+    with torch.no_grad():
+        one.head.weight.zero_()
+        one.head.bias.copy_(torch.tensor([0.5, -0.5, 0.0, 1.0]))
+    paint, mask = torch.tanh(torch.tensor([0.5, -0.5, 0.0])), torch.sigmoid(torch.tensor(1.0 - 2.0))
+    want = x[:, -1] + mask * (paint.reshape(1, 3, 1, 1) - x[:, -1])
+    assert torch.allclose(one(x, one.sample_z(2)), want, atol=1e-6)
+
+
 @pytest.mark.parametrize("mode,backbone", list(itertools.product(MODES, ("cnn", "transformer"))))
 def test_g_phase_gradient_reaches_every_g_parameter_and_no_d_parameter(mode, backbone):
     G = build_generator(small(z_inject=mode), 2)

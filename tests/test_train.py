@@ -297,8 +297,8 @@ def test_checkpoint_from_before_model_output_keeps_its_head(residual, output):
     old = checkpoint_config({"config": cfg})
     assert old.model.output == GOutput(output)
     G = build_generator(old.model, old.data.context)
-    assert G.head.out_channels == 3  # the composite head has a fourth (mask) channel
-    assert build_generator(load_config(None, TINY).model, 2).head.out_channels == 4
+    assert G.head.out_channels == 3  # the composite head has mask channels: paint, then each older frame
+    assert build_generator(load_config(None, TINY).model, 2).head.out_channels == 3 + 2
 
 
 def test_checkpoint_from_before_action_history_sees_one_key():
@@ -315,6 +315,16 @@ def test_checkpoint_from_before_action_history_sees_one_key():
     cfg["model"]["action_history"] = 2
     assert checkpoint_config({"config": cfg}).model.action_history == 2
     assert load_config(None, TINY).model.action_history == 2
+
+
+def test_checkpoint_from_before_copy_frames_copies_from_the_last_frame():
+    from framegan.config import to_dict
+
+    cfg = to_dict(load_config(None, TINY))
+    del cfg["model"]["copy_frames"]
+    old = checkpoint_config({"config": cfg})
+    assert old.model.copy_frames == 1
+    assert build_generator(old.model, old.data.context).head.out_channels == 4
 
 
 def test_stored_config_interpolation_is_refused_not_resolved(tmp_path, capsys, monkeypatch):

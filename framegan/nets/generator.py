@@ -14,6 +14,9 @@ The head makes the frame in one of three ways (``cfg.output``):
              made it hard: the gradient at a saturated pixel is 1 - last**2, 0.02 at +-0.99, so
              bright sprites left a trail behind them in every rollout (the fork experiment's
              trail at step 3: 3.9 % of the background off by > 16 levels, composite 0.4 %).
+             With ``cfg.copy_frames`` n > 1 the mask becomes a softmax over the paint and the n
+             newest context frames: where a sprite leaves, the floor it uncovers was in view a
+             few frames ago, and copying it from there is exact where a painted floor is not.
   residual   ``tanh(atanh(last) + delta)``: a change to the last frame, smooth in both directions.
   direct     ``tanh(head)``: the frame from scratch (pix2pix).
 
@@ -30,7 +33,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange, repeat
+from einops import einsum, rearrange, repeat
 from torch import nn
 
 from framegan.config import GOutput, ModelConfig, ZDist, ZInject
@@ -40,6 +43,7 @@ STYLE_DIM = 64      # width of the mapping network's output w (modulate)
 HEAD_INIT = 0.1     # scale of the head's initial weights (residual, composite): untrained G ~ copy-last
 MASK_BIAS = -2.0    # the composite mask starts at sigmoid(-2) = 0.12: mostly copy, but the paint
                     # image gets gradient from step 0 (at -4 a moving block was never learned)
+OLDER_BIAS = -4.0   # copy_frames > 1: the frames before the last start at weight ~0.016 each
 # Residual output is tanh(atanh(last) + delta); last is clamped to +-LAST_LIMIT first. The
 # gradient of tanh where the output sits at last is 1 - LAST_LIMIT**2: 0.02 here (0.002 at 0.999),
 # so a sprite can still appear on a saturated (black) background, at the cost of copying pure
@@ -85,8 +89,10 @@ class Generator(nn.Module):
                                   ConvNormAct(chs[-1], chs[-1], style_dim=style)])
         self.up = nn.ModuleList(ConvNormAct(chs[i + 1] + chs[i], chs[i], style_dim=style)
                                 for i in reversed(range(cfg.depth)))
-        mask = 1 if self.output == "composite" else 0
-        self.head = nn.Conv2d(chs[0], channels + mask, 3, padding=1)  # (paint,) mask
+        # composite: n mask logits, paint against the last frame, then each older frame copied from
+        copy = context if cfg.copy_frames == -1 else cfg.copy_frames
+        self.copy_frames = copy if self.output == "composite" else 0
+        self.head = nn.Conv2d(chs[0], channels + self.copy_frames, 3, padding=1)  # (paint,) mask logits
         self.z_proj = nn.Linear(self.cond_dim, chs[-1]) if self.z_inject == "add" else None
         self.mapping = Mapping(self.cond_dim, STYLE_DIM) if self.z_inject == "modulate" else None
         if self.output != "direct":
@@ -150,9 +156,9 @@ class Generator(nn.Module):
         for down in self.down:
             skips.append(h)
             h = down(h)
-        last = x[:, -1]  # the head needs the last context frame alone
+        copies = x[:, x.shape[1] - max(self.copy_frames, 1):]  # the frames the head copies from, last one last
         if repeats > 1:
-            h, last = (repeat(t, "b ... -> (s b) ...", s=repeats) for t in (h, last))
+            h, copies = (repeat(t, "b ... -> (s b) ...", s=repeats) for t in (h, copies))
             skips = [repeat(t, "b ... -> (s b) ...", s=repeats) for t in skips]
 
         if self.z_inject == "concat":
@@ -167,14 +173,24 @@ class Generator(nn.Module):
             h = up(torch.cat([h, skip.to(h.dtype)], dim=1), style)
 
         out = self.head(h).float()
-        if self.output == "composite":
-            last, paint = last.float(), torch.tanh(out[:, :self.channels])
+        last = copies[:, -1].float()
+        if self.output == "composite" and self.copy_frames == 1:
+            paint = torch.tanh(out[:, :self.channels])
             mask = torch.sigmoid(out[:, self.channels:] + MASK_BIAS)
             out = last + mask * (paint - last)  # a convex mix of two frames in [-1, 1]
+        elif self.output == "composite":
+            # softmax over [paint, last, older frames newest first]; the last frame's logit is 0,
+            # so with one copy frame this is exactly the sigmoid above
+            logits = out[:, self.channels:]
+            logits = torch.cat([logits[:, :1] + MASK_BIAS, torch.zeros_like(logits[:, :1]),
+                                logits[:, 1:] + OLDER_BIAS], dim=1).softmax(dim=1)
+            sources = torch.cat([rearrange(torch.tanh(out[:, :self.channels]), "b c h w -> b 1 c h w"),
+                                 copies.float().flip(1)], dim=1)
+            out = einsum(logits, sources, "b s h w, b s c h w -> b c h w")  # a convex mix in [-1, 1]
         elif self.output == "residual":
             # Smooth in both directions (unlike clamp(last + delta)): a pixel at the saturated
             # background still gets gradient, so a sprite can appear there.
-            last = last.float().clamp(-LAST_LIMIT, LAST_LIMIT)
+            last = last.clamp(-LAST_LIMIT, LAST_LIMIT)
             out = torch.tanh(torch.atanh(last) + out)
         else:
             out = torch.tanh(out)

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from einops import einsum, rearrange, repeat
+from einops import rearrange, reduce, repeat
 from torch import nn
 
 from framegan.config import GOutput, ModelConfig, ZDist, ZInject
@@ -179,14 +179,16 @@ class Generator(nn.Module):
             mask = torch.sigmoid(out[:, self.channels:] + MASK_BIAS)
             out = last + mask * (paint - last)  # a convex mix of two frames in [-1, 1]
         elif self.output == "composite":
-            # softmax over [paint, last, older frames newest first]; the last frame's logit is 0,
-            # so with one copy frame this is exactly the sigmoid above
+            # softmax over [paint, each context frame]; the last frame's logit is 0, so with one
+            # copy frame this is exactly the sigmoid above. Mask logit i >= 1 is the frame i
+            # before the last (flipped here to the context's order, oldest first).
             logits = out[:, self.channels:]
-            logits = torch.cat([logits[:, :1] + MASK_BIAS, torch.zeros_like(logits[:, :1]),
-                                logits[:, 1:] + OLDER_BIAS], dim=1).softmax(dim=1)
-            sources = torch.cat([rearrange(torch.tanh(out[:, :self.channels]), "b c h w -> b 1 c h w"),
-                                 copies.float().flip(1)], dim=1)
-            out = einsum(logits, sources, "b s h w, b s c h w -> b c h w")  # a convex mix in [-1, 1]
+            weights = torch.cat([logits[:, :1] + MASK_BIAS, logits[:, 1:].flip(1) + OLDER_BIAS,
+                                 torch.zeros_like(logits[:, :1])], dim=1).softmax(dim=1)  # paint, oldest .. last
+            weights = rearrange(weights, "b s h w -> b s 1 h w")
+            frames = reduce(weights[:, 1:] * copies.float(), "b t c h w -> b c h w", "sum")
+            out = weights[:, 0] * torch.tanh(out[:, :self.channels]) + frames  # a convex mix in [-1, 1]
+            # (an einsum here ran as 131k tiny matmuls: 3x slower forward + backward)
         elif self.output == "residual":
             # Smooth in both directions (unlike clamp(last + delta)): a pixel at the saturated
             # background still gets gradient, so a sprite can appear there.

@@ -130,10 +130,15 @@ def generator_from_state(state: dict, cfg: Config, path: str | Path = "checkpoin
 def load_inverse(path: str | Path, device: str | torch.device = "cpu"):
     """The inverse model q(class | context, frame) of a latent-action checkpoint (eval mode), or
     None when the run trained none."""
+    state = load_checkpoint(path)
+    return inverse_from_state(state, checkpoint_config(state, path), path, device)
+
+
+def inverse_from_state(state: dict, cfg: Config, path: str | Path = "checkpoint",
+                       device: str | torch.device = "cpu"):
+    """``load_inverse`` from an already loaded checkpoint ``state`` (as ``generator_from_state``)."""
     from framegan.nets.inverse import InverseModel, inverse_fits, load_inverse_weights
 
-    state = load_checkpoint(path)
-    cfg = checkpoint_config(state, path)
     if "Q" not in state or not cfg.model.z_classes:
         return None
     Q = InverseModel(cfg.data.context, cfg.model.z_classes)

@@ -495,7 +495,7 @@ def training_store(checkpoint: str) -> str:
 
 
 def run(args) -> dict:
-    from framegan.checkpoint import load_generator, load_inverse
+    from framegan.checkpoint import checkpoint_config, generator_from_state, inverse_from_state, load_checkpoint
     from framegan.data import ClipDataset
     from framegan.store import open_store
 
@@ -506,7 +506,9 @@ def run(args) -> dict:
     store = open_store(args.data)
     models, action_maps, inverses, priors, val_fraction = {}, {}, {}, {}, None
     for path in [args.checkpoint, *args.baseline]:
-        G, cfg, info = load_generator(path, device)
+        state = load_checkpoint(path)  # read once: G, q and the store info all come from it
+        cfg = checkpoint_config(state, path)
+        G, info = generator_from_state(state, cfg, path, device), state.get("store", {})
         size = tuple(info.get("size") or store.size)
         if size != store.size:
             raise UsageError(f"{args.data}: store frames are {store.size[0]}x{store.size[1]}, "
@@ -527,7 +529,7 @@ def run(args) -> dict:
             raise UsageError(str(e)) from None
         val_fraction = cfg.data.val_fraction if val_fraction is None else val_fraction
         # q: the latent-action report below; its prior: the noise classes with --classes prior
-        Q = inverses[name] = load_inverse(path, device)
+        Q = inverses[name] = inverse_from_state(state, cfg, path, device)
         if args.classes == "prior" and Q is not None and Q.has_prior:  # runs from before the prior: cycled
             priors[name] = Q.prior
     models[COPY_LAST] = None

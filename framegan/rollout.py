@@ -275,7 +275,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> Path:
-    from framegan.checkpoint import load_generator, load_inverse
+    from framegan.checkpoint import checkpoint_config, generator_from_state, inverse_from_state, load_checkpoint
     from framegan.video import probe
 
     def video_fps(path: Path) -> float:
@@ -283,7 +283,9 @@ def run(args: argparse.Namespace) -> Path:
 
     set_threads(args.threads, opencv=True)  # OpenCV resizes a video context
     device = resolve_device(args.device)
-    G, _, store_info = load_generator(args.checkpoint, device)
+    state = load_checkpoint(args.checkpoint)  # read once: G, its store info and (--classes prior) q
+    cfg = checkpoint_config(state, args.checkpoint)
+    G, store_info = generator_from_state(state, cfg, args.checkpoint, device), state.get("store", {})
     K, src = G.context, Path(args.context)
     if not src.exists():
         raise UsageError(f"{src}: no such video file or frame store")
@@ -295,7 +297,7 @@ def run(args: argparse.Namespace) -> Path:
     keys, history = step_actions(args, G, store_info, src, resampled)
     prior = None
     if args.classes == "prior":
-        Q = load_inverse(args.checkpoint, device) if G.z_classes else None
+        Q = inverse_from_state(state, cfg, args.checkpoint, device) if G.z_classes else None
         if Q is None or not Q.has_prior:
             raise UsageError(f"{args.checkpoint} learned no class prior (trained before it, or without noise "
                              f"classes): use --classes cycle")

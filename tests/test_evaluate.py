@@ -261,3 +261,36 @@ def test_cli_reports_hf_ratio_in_json_table_and_plot(tmp_path, capsys):
     for ax in hf_panels:  # the reference line at 1, and one thick + one thin line for gan
         assert any(list(line.get_ydata()) == [1.0, 1.0] for line in ax.lines)
         assert sorted(line.get_linewidth() for line in ax.lines if line.get_color() == "C0") == [0.9, 2.2]
+
+
+def test_classes_prior_draws_the_samples_from_the_runs_class_prior(tmp_path, capsys):
+    """--classes prior: a prior that always says class 1 makes the 4 samples one future (no spread
+    between them); cycled, both classes show. A run without a prior falls back to cycling."""
+    from framegan.checkpoint import save_checkpoint
+    from framegan.config import load_config, to_dict
+    from framegan.nets import build_generator
+    from framegan.nets.inverse import InverseModel
+
+    store = write_store(tmp_path / "s", sliding_square(12))
+    cfg = load_config(None, ["model.width=8", "model.depth=2", "model.z_dim=0", "model.z_classes=2",
+                             "model.output=direct", f"data.context={K}", "loss.variety_k=2"])
+    torch.manual_seed(0)
+    G, Q = build_generator(cfg.model, K), InverseModel(K, 2)
+    with torch.no_grad():
+        Q.prior_head.weight.zero_()
+        Q.prior_head.bias.copy_(torch.tensor([-30.0, 30.0]))
+    state = {"step": 0, "config": to_dict(cfg), "G": G.state_dict(), "G_ema": G.state_dict(),
+             "store": {"size": [SIZE, SIZE], "crop": "none", "fps": 10.0}}
+    save_checkpoint(tmp_path / "latent.pt", {**state, "Q": Q.state_dict()})
+    save_checkpoint(tmp_path / "plain.pt", state)
+    spread = {}
+    for ckpt, classes in (("latent", "prior"), ("latent", "cycle"), ("plain", "prior")):
+        out = tmp_path / f"{ckpt}-{classes}"
+        argv = ["--checkpoint", str(tmp_path / f"{ckpt}.pt"), "--data", str(store), "--split", "all",
+                "--horizon", "2", "--max-windows", "3", "--classes", classes, "--out", str(out)]
+        assert main(argv) == 0
+        r = json.loads((out / "metrics.json").read_text())
+        assert r["classes"] == classes
+        spread[ckpt, classes] = r["models"][ckpt]["diversity"]["all"]
+    assert spread["latent", "prior"] < 1e-6 < spread["latent", "cycle"]
+    assert spread["plain", "prior"] == pytest.approx(spread["latent", "cycle"])  # no prior: cycled

@@ -6,6 +6,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+import torch
 
 from framegan.store import StoreWriter
 from framegan.video import write_video
@@ -22,6 +23,15 @@ def moving_square(n: int, h: int = 48, w: int = 64, color=(250, 200, 0), backgro
         x = abs((t * speed) % (2 * span) - span)
         frames[t, (h - side) // 2:(h + side) // 2, x:x + side] = color
     return frames
+
+
+@pytest.fixture(autouse=True)
+def seeded_torch():
+    """Every test starts from the same global torch seed. The process's own seed is random, and
+    a net built from it can start too weak for a threshold (about 8 % of random inits of the
+    tiny composite-head G moved its output by less than 1e-3 when z changed): a test then failed
+    one run in four, on no change."""
+    torch.manual_seed(0)
 
 
 @pytest.fixture

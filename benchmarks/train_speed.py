@@ -7,7 +7,11 @@ Both numbers come from the same run: the step's FLOPs are counted by torch's Flo
 (convs and matmuls, forward and backward, D and G phases), divided by the measured step time,
 and compared with the FLOP/s of a large bf16/fp32 matmul measured just before. Last, G's forward
 and backward on best-of-k's k draws of each context, encoded once (``G(x, z, a, repeats=k)``, what
-the G phase runs) against the same on the k-times repeated contexts, interleaved in this run.
+the G phase runs) against the same on the k-times repeated contexts, interleaved in this run; and
+two ways of computing the same layers, each against the plain formula it replaces, interleaved:
+G's decoder levels (``blocks.upsample_conv`` against upsample + concat + conv) and, for a model
+with keys (``model.actions=9``: random keys), D's key planes (``discriminator.key_planes``
+against tiling the one-hot keys over the frame).
 
 On a CPU with native bf16, an AVX2 machine can be approximated by restricting oneDNN and ATen to
 AVX2 and training in fp32 (what ``train.precision=auto`` picks there):
@@ -16,17 +20,20 @@ AVX2 and training in fp32 (what ``train.precision=auto`` picks there):
 """
 from __future__ import annotations
 
+import contextlib
 import statistics
 import sys
 import time
 
 import torch
-from einops import repeat
+import torch.nn.functional as F
+from einops import rearrange, repeat
 from torch.utils.flop_counter import FlopCounterMode
 
 from framegan import engine
 from framegan.config import load_config
-from framegan.nets import build_discriminator, build_generator, count_params
+from framegan.nets import blocks, build_discriminator, build_generator, count_params
+from framegan.nets.discriminator import PatchCNN
 from framegan.precision import autocast_dtype
 
 
@@ -67,6 +74,44 @@ def shared_encoding_ms(G: torch.nn.Module, dtype: torch.dtype | None, K: int, B:
     return tuple(1000 * statistics.median(times[s]) for s in (False, True))
 
 
+@contextlib.contextmanager
+def plain_layers():
+    """G's decoder as upsample + concat + 3x3 conv, D's keys tiled over the frame as input planes:
+    the formulas ``upsample_conv`` and ``key_planes`` compute (tests/test_nets.py)."""
+    def decoder(self, h, skip, style=None, repeats=1):
+        h = self.norm(blocks.upsample_concat_conv(h, skip, self.conv, repeats))
+        return F.silu(self.film(h, style) if self.film is not None else h)
+
+    def d_net(self, context, frame, keys=None):
+        parts = [rearrange(context, "b t c h w -> b (t c) h w"), frame]
+        if self.motion:
+            parts.append(frame - context[:, -1])
+        if keys is not None:
+            parts.append(repeat(keys.to(frame.dtype), "b a -> b a h w", h=frame.shape[-2], w=frame.shape[-1]))
+        h = self.net(torch.cat(parts, dim=1))
+        return self.head(h), rearrange(h, "b f h w -> b h w f")
+
+    saved = blocks.UpConvNormAct.forward, PatchCNN.forward
+    blocks.UpConvNormAct.forward, PatchCNN.forward = decoder, d_net
+    try:
+        yield
+    finally:
+        blocks.UpConvNormAct.forward, PatchCNN.forward = saved
+
+
+def interleaved_ms(fn, reps: int = 12) -> tuple[float, float]:
+    """Median ms of ``fn()`` with the plain layers and with framegan's, interleaved."""
+    times = {True: [], False: []}
+    for i in range(reps + 1):
+        for plain in (True, False):
+            with plain_layers() if plain else contextlib.nullcontext():
+                t = time.perf_counter()
+                fn()
+                if i:  # the first round warms up both
+                    times[plain].append(time.perf_counter() - t)
+    return tuple(1000 * statistics.median(times[p]) for p in (True, False))
+
+
 def main(argv: list[str] | None = None) -> int:
     cfg = load_config(None, argv if argv is not None else sys.argv[1:])
     dev = torch.device("cpu")
@@ -78,11 +123,12 @@ def main(argv: list[str] | None = None) -> int:
         G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
     gan = engine.build_gan(cfg, G, D, dev, dtype)
     clip = torch.rand(B, K + 1, 3, 64, 64) * 2 - 1
+    actions = torch.randint(0, G.num_actions, (B, K + 1)) if G.num_actions else None
 
     def step(i: int) -> None:
         for _ in range(cfg.train.n_d):
-            engine.d_step(gan, cfg, clip, i)
-        engine.g_step(gan, cfg, clip, i)
+            engine.d_step(gan, cfg, clip, i, actions=actions)
+        engine.g_step(gan, cfg, clip, i, actions=actions)
         engine.update_ema(gan, cfg, i)
 
     step(1)  # warm-up (oneDNN primitive creation)
@@ -109,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
         rep, shared = shared_encoding_ms(G, dtype, K, B, k)
         print(f"G fwd+bwd, {k} draws of {B} contexts: repeated contexts {rep:.1f} ms, encoded once "
               f"{shared:.1f} ms ({rep / shared:.2f}x)")
+    plain, fast = interleaved_ms(lambda: step(1), reps=6)
+    print(f"train step, plain layers {plain:.1f} ms, framegan's {fast:.1f} ms ({plain / fast:.2f}x; "
+          f"upsample_conv{' and key_planes' if G.num_actions else ''})")
     return 0
 
 

@@ -76,6 +76,27 @@ def test_motion_discriminator_sees_the_candidate_minus_the_last_context_frame():
         load_config(overrides=["model.d_motion=true", "model.d_backbone=transformer"])
 
 
+def test_d_key_planes_equal_the_conv_of_tiled_one_hot_keys():
+    """D's first conv takes the keys as input planes; computed per key on one plane instead of
+    tiled over every row, the logits and gradients are those of the tiled planes."""
+    from einops import repeat
+
+    D = build_discriminator(small(actions=3, action_history=2, d_spectral_norm=False), 2)
+    ctx, frame = frames(3, 2, 3, 32, 48), frames(3, 3, 32, 48, seed=1)
+    a = torch.tensor([[0, 2], [1, 1], [2, 0]])
+    keys = F.one_hot(a, 3).flatten(1).float()
+    fast, _ = D.net(ctx, frame, keys)
+    tiled = repeat(keys, "b k -> b k h w", h=32, w=48)
+    plain = D.net.head(D.net.net(torch.cat([ctx.flatten(1, 2), frame, tiled], dim=1)))
+    assert torch.allclose(fast, plain, atol=1e-5)
+    g_fast = torch.autograd.grad(fast.sum(), D.net.net[0].weight)[0]
+    plain = D.net.head(D.net.net(torch.cat([ctx.flatten(1, 2), frame, tiled], dim=1)))
+    g_plain = torch.autograd.grad(plain.sum(), D.net.net[0].weight)[0]
+    assert torch.allclose(g_fast, g_plain, atol=1e-4)
+    other, _ = D.net(ctx, frame, F.one_hot(a.flip(0), 3).flatten(1).float())
+    assert not torch.allclose(other, fast, atol=1e-4)  # the keys count
+
+
 @pytest.mark.parametrize("h,w", [(160, 208), (208, 160)])
 def test_atari_sized_non_square_frames_run_through_default_nets(h, w):
     x, frame = frames(1, 4, 3, h, w), frames(1, 3, h, w, seed=1)
@@ -117,7 +138,9 @@ def test_z_dim_zero_is_deterministic():
     assert z.shape == (3, 0)
     y = G(x)
     assert torch.equal(y, G(x, z)) and torch.equal(y, G(x))
-    assert torch.equal(y, G.eval()(x))  # no batch statistics: train and eval modes agree
+    # No batch statistics: train and eval modes agree (to float rounding: training mode computes
+    # the decoder per output phase, blocks.upsample_conv; eval mode as written)
+    assert torch.allclose(y, G.eval()(x), atol=1e-5)
 
 
 def test_sample_z_distributions_and_seeding():
@@ -180,8 +203,36 @@ def test_repeats_draw_k_samples_from_one_encoding_with_the_same_values_and_gradi
     assert outs[0].shape == (k * 3, 3, 32, 32)
     assert torch.allclose(outs[0], outs[1], atol=1e-5) and torch.allclose(grads[0], grads[1], atol=1e-4)
     assert not torch.allclose(outs[0][:3], outs[0][3:6])  # the draws differ
+    with torch.no_grad():  # eval mode (G_ema) computes the decoder as written: the same frames
+        assert torch.allclose(G.eval()(x, z, a, repeats=k), outs[0], atol=1e-5)
     with pytest.raises(ValueError, match=r"z of shape \(9, 4\)"):
         G(x, z[:3], a, repeats=k)  # z must hold k rows per context
+
+
+@pytest.mark.parametrize("rows,cols,k", [(8, 8, 1), (4, 6, 3)])
+def test_upsample_conv_equals_upsample_concat_conv_in_values_and_gradients(rows, cols, k):
+    """G's decoder levels compute conv3x3(cat[upsample2x(h), skip]) per output phase at low
+    resolution, with the skip's part once per context: the same function, also at the borders
+    (zero padding) and for non-square maps, with the same gradients for h, skip and the weight."""
+    from einops import repeat
+
+    from framegan.nets.blocks import upsample_concat_conv, upsample_conv
+
+    h = torch.randn(k * 2, 5, rows, cols, requires_grad=True)
+    skip = torch.randn(2, 3, 2 * rows, 2 * cols, requires_grad=True)
+    conv = torch.nn.Conv2d(8, 4, 3, padding=1, bias=False)
+    weight = conv.weight
+    plain = F.conv2d(torch.cat([F.interpolate(h, scale_factor=2, mode="nearest"),
+                                repeat(skip, "b ... -> (s b) ...", s=k)], dim=1), weight, padding=1)
+    assert torch.equal(upsample_concat_conv(h, skip, conv, repeats=k), plain)  # G_ema's path: as written
+    fast = upsample_conv(h, skip, weight, repeats=k)
+    assert fast.shape == plain.shape == (k * 2, 4, 2 * rows, 2 * cols)
+    assert torch.allclose(fast, plain, atol=1e-4, rtol=1e-5)
+    probe = torch.randn_like(plain)
+    g_plain = torch.autograd.grad((plain * probe).sum(), (h, skip, weight))
+    g_fast = torch.autograd.grad((fast * probe).sum(), (h, skip, weight))
+    for a, b in zip(g_fast, g_plain):
+        assert torch.allclose(a, b, atol=1e-3, rtol=1e-5)
 
 
 @pytest.mark.parametrize("output", ("residual", "composite"))

@@ -4,7 +4,8 @@ next frame.
 Frames are ``(B, T, C, H, W)`` float in [-1, 1]. G folds the context ``(B, K, C, H, W)`` into
 channels and runs a pix2pix-like U-Net: one stride-2 4x4 conv per encoder level, two 3x3 convs
 at the bottleneck, and per decoder level nearest-neighbour upsampling + skip concat + one 3x3
-conv (upsample-then-conv avoids the checkerboard of transposed convs).
+conv (upsample-then-conv avoids the checkerboard of transposed convs; ``blocks.upsample_conv``
+computes exactly that without materialising either, at about half the cost).
 
 The head makes the frame in one of three ways (``cfg.output``):
   composite  (default) a paint image P and a mask m per pixel: ``last + m * (tanh(P) - last)``, so
@@ -37,7 +38,7 @@ from einops import rearrange, reduce, repeat
 from torch import nn
 
 from framegan.config import GOutput, ModelConfig, ZDist, ZInject
-from framegan.nets.blocks import ConvNormAct, Mapping, action_shape, key_one_hot
+from framegan.nets.blocks import ConvNormAct, Mapping, UpConvNormAct, action_shape, key_one_hot
 
 STYLE_DIM = 64      # width of the mapping network's output w (modulate)
 HEAD_INIT = 0.1     # scale of the head's initial weights (residual, composite): untrained G ~ copy-last
@@ -87,7 +88,7 @@ class Generator(nn.Module):
         self.down = nn.ModuleList(ConvNormAct(chs[i], chs[i + 1], kernel=4, stride=2) for i in range(cfg.depth))
         self.mid = nn.ModuleList([ConvNormAct(chs[-1] + z_ch, chs[-1], style_dim=style),
                                   ConvNormAct(chs[-1], chs[-1], style_dim=style)])
-        self.up = nn.ModuleList(ConvNormAct(chs[i + 1] + chs[i], chs[i], style_dim=style)
+        self.up = nn.ModuleList(UpConvNormAct(chs[i + 1], chs[i], chs[i], style_dim=style)
                                 for i in reversed(range(cfg.depth)))
         # composite: n mask logits, paint against the last frame, then each older frame copied from
         copy = context if cfg.copy_frames == -1 else cfg.copy_frames
@@ -157,9 +158,8 @@ class Generator(nn.Module):
             skips.append(h)
             h = down(h)
         copies = x[:, x.shape[1] - max(self.copy_frames, 1):]  # the frames the head copies from, last one last
-        if repeats > 1:
+        if repeats > 1:  # the skips stay per context: each decoder level shares their part (upsample_conv)
             h, copies = (repeat(t, "b ... -> (s b) ...", s=repeats) for t in (h, copies))
-            skips = [repeat(t, "b ... -> (s b) ...", s=repeats) for t in skips]
 
         if self.z_inject == "concat":
             h = torch.cat([h, self._tile(cond, h)], dim=1)
@@ -169,8 +169,7 @@ class Generator(nn.Module):
             h = block(h, style)
 
         for up, skip in zip(self.up, reversed(skips)):
-            h = F.interpolate(h, scale_factor=2, mode="nearest")
-            h = up(torch.cat([h, skip.to(h.dtype)], dim=1), style)
+            h = up(h, skip, style, repeats)
 
         out = self.head(h).float()
         last = copies[:, -1].float()

@@ -4,7 +4,7 @@ see the same machine load, and what compiling costs before the first compiled st
 
     python benchmarks/compile_speed.py [key=value ...]
 
-Compiled and eager steps run the same code (``engine.d_step``, ``g_step``, ``update_ema``); the
+Compiled and eager steps run the same code (``engine.train_step``, ``update_ema``); the
 compiled G and D are what ``framegan.train`` builds with ``train.compile=true``. The AVX2
 approximation of ``benchmarks/train_speed.py`` applies here too (``train.precision=fp32`` with
 ``ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2``).
@@ -36,9 +36,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def step(gan: engine.GAN, i: int) -> float:
         t = time.perf_counter()
-        for _ in range(cfg.train.n_d):
+        for _ in range(cfg.train.n_d - 1):
             engine.d_step(gan, cfg, clip, i)
-        engine.g_step(gan, cfg, clip, i)
+        engine.train_step(gan, cfg, clip, i)
         engine.update_ema(gan, cfg, i)
         return time.perf_counter() - t
 

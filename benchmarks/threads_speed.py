@@ -45,8 +45,7 @@ def main() -> None:
     clip = torch.rand(cfg.train.batch_size, cfg.data.context + 1, 3, 64, 64) * 2 - 1
 
     def train_step() -> None:
-        engine.d_step(gan, cfg, clip, 1)
-        engine.g_step(gan, cfg, clip, 1)
+        engine.train_step(gan, cfg, clip, 1)
         engine.update_ema(gan, cfg, 1)
 
     for n in args.threads:  # warm-up: oneDNN primitives for every thread count

@@ -11,7 +11,8 @@ the G phase runs) against the same on the k-times repeated contexts, interleaved
 two ways of computing the same layers, each against the plain formula it replaces, interleaved:
 G's decoder levels (``blocks.upsample_conv`` against upsample + concat + conv) and, for a model
 with keys (``model.actions=9``: random keys), D's key planes (``discriminator.key_planes``
-against tiling the one-hot keys over the frame).
+against tiling the one-hot keys over the frame); and the step with D training on the G phase's
+draws (``engine.train_step``, what ``framegan.train`` runs) against G drawing D's fakes apart.
 
 On a CPU with native bf16, an AVX2 machine can be approximated by restricting oneDNN and ATen to
 AVX2 and training in fp32 (what ``train.precision=auto`` picks there):
@@ -125,10 +126,13 @@ def main(argv: list[str] | None = None) -> int:
     clip = torch.rand(B, K + 1, 3, 64, 64) * 2 - 1
     actions = torch.randint(0, G.num_actions, (B, K + 1)) if G.num_actions else None
 
-    def step(i: int) -> None:
-        for _ in range(cfg.train.n_d):
+    def step(i: int, one_draw: bool = True) -> None:
+        for _ in range(cfg.train.n_d - one_draw):
             engine.d_step(gan, cfg, clip, i, actions=actions)
-        engine.g_step(gan, cfg, clip, i, actions=actions)
+        if one_draw:  # what framegan.train runs: D trains on the G phase's draws
+            engine.train_step(gan, cfg, clip, i, actions=actions)
+        else:  # D's fakes drawn by G for the D phase alone
+            engine.g_step(gan, cfg, clip, i, actions=actions)
         engine.update_ema(gan, cfg, i)
 
     step(1)  # warm-up (oneDNN primitive creation)
@@ -158,6 +162,16 @@ def main(argv: list[str] | None = None) -> int:
     plain, fast = interleaved_ms(lambda: step(1), reps=6)
     print(f"train step, plain layers {plain:.1f} ms, framegan's {fast:.1f} ms ({plain / fast:.2f}x; "
           f"upsample_conv{' and key_planes' if G.num_actions else ''})")
+    times = {False: [], True: []}
+    for r in range(7):
+        for one_draw in (False, True):
+            t = time.perf_counter()
+            step(1, one_draw)
+            if r:
+                times[one_draw].append(time.perf_counter() - t)
+    two, one = (1000 * statistics.median(times[o]) for o in (False, True))
+    print(f"train step, G drawing D's fakes apart {two:.1f} ms, D on the G phase's draws {one:.1f} ms "
+          f"({two / one:.2f}x)")
     return 0
 
 

@@ -5,6 +5,8 @@ context ``x = clip[:, :K]`` and the targets ``clip[:, K:]``. ``actions`` ``(B, T
 of the key pressed after each frame (``None`` for a model without action input): target 1 follows
 ``actions[:, K-1]``.
 
+* ``draw``: G's k samples per context, with their graph (``train_step`` runs it first, once,
+  for both phases below).
 * ``d_step``: G frozen. D learns real (context, action, next frame) triples -> high; generated
   frames, real frames under another sample's context (wrong-context negatives, which make D
   *temporal*) and real frames under a key that was not pressed (wrong-action negatives) -> low.
@@ -97,16 +99,21 @@ def unwrap(m: torch.nn.Module) -> torch.nn.Module:
 
 
 def d_step(gan: GAN, cfg: Config, clip: torch.Tensor, step: int, reduce_grads=None,
-           actions: torch.Tensor | None = None) -> dict:
-    """Discriminator phase. Returns detached scalars for logging."""
+           actions: torch.Tensor | None = None, draws: Draws | None = None) -> dict:
+    """Discriminator phase. Returns detached scalars for logging. G's samples are one per
+    context: of ``draws`` (the G phase's, made for this ``clip``; see ``train_step``) where
+    given, else drawn here with noise of its own."""
     lc = cfg.loss
     ctx, real = split_clip(clip, cfg.data.context)
     a = step_actions(actions, cfg.data.context, history=unwrap(gan.G).action_history)
     B, n_act = ctx.shape[0], unwrap(gan.D).num_actions
-    gan.G.requires_grad_(False)
     gan.D.requires_grad_(True)
-    with torch.no_grad(), autocast(gan):
-        fake = gan.G(ctx, sample_z(gan, B), a)
+    if draws is None:
+        gan.G.requires_grad_(False)
+        with torch.no_grad(), autocast(gan):
+            fake = gan.G(ctx, sample_z(gan, B), a)
+    else:
+        fake = one_per_context(gan, draws, B)
     # Negatives beside G's samples. Wrong context: each real frame under the next sample's context
     # (and key); skipped with B == 1, where there is no other context. Wrong action: each real
     # frame under a key that was not pressed, so D must check that the frame follows the key.
@@ -156,19 +163,30 @@ def d_step(gan: GAN, cfg: Config, clip: torch.Tensor, step: int, reduce_grads=No
     return out
 
 
-def g_step(gan: GAN, cfg: Config, clip: torch.Tensor, step: int, reduce_grads=None,
-           actions: torch.Tensor | None = None) -> dict:
-    """Generator phase: k samples per context; adversarial + best-of-k reconstruction + GDL + diversity."""
+@dataclass
+class Draws:
+    """G's k draws per context for the G phase, with their graph, stacked sample-major (row
+    s * B + b is draw s of context b). Made before the D phase (``train_step``), which trains on
+    one of them per context instead of running G again (pix2pix's order: G draws once, D learns,
+    then G learns through the updated D)."""
+    z: torch.Tensor
+    classes: torch.Tensor | None       # (k * B,) the class of each draw, or None
+    preds: list[torch.Tensor]          # one (k * B, C, H, W) per step of the window's horizon
+    ctx_k: torch.Tensor
+    futures_k: torch.Tensor
+    actions_k: torch.Tensor | None
+
+
+def draw(gan: GAN, cfg: Config, clip: torch.Tensor, actions: torch.Tensor | None = None) -> Draws:
+    """G's forward pass of the G phase: k samples per context (``loss.variety_k``)."""
     lc, K = cfg.loss, cfg.data.context
     ctx, horizon = clip[:, :K], clip.shape[1] - K
     B = ctx.shape[0]
     k, L = lc.variety_k, unwrap(gan.G).action_history
     gan.G.requires_grad_(True)
-    gan.D.requires_grad_(False)
     # k noise draws per context, stacked sample-major: index = s * B + b.
     ctx_k = repeat(ctx, "b t c h w -> (s b) t c h w", s=k)
     futures_k = repeat(clip[:, K:], "b t c h w -> (s b) t c h w", s=k)
-    real_k = futures_k[:, 0]
     actions_k = None if actions is None else repeat(actions, "b t -> (s b) t", s=k)
     # With discrete noise, sample s gets class s mod z_classes: every class competes for the
     # best-of-k win on every context, so each class specialises on one future (multiple-choice
@@ -177,9 +195,7 @@ def g_step(gan: GAN, cfg: Config, clip: torch.Tensor, step: int, reduce_grads=No
     classes = torch.arange(k * B, device=gan.device) // B % n_cls if n_cls and k > 1 else None
     z = sample_z(gan, k * B, classes)
     with autocast(gan):
-        a0 = step_actions(actions_k, K, history=L)
-        fake = gan.G(ctx, z, a0, repeats=k)  # the k draws of a context share one encoding
-        fake_logits = gan.D(ctx_k, fake, a0).float() if lc.adv_weight > 0 else None
+        fake = gan.G(ctx, z, step_actions(actions_k, K, history=L), repeats=k)  # k draws, one encoding
         # Windows of data.horizon > 1 frames: G goes on from its own predictions with the same z,
         # as in a rollout, and the reconstruction below covers every step (backpropagated through
         # the fed-back frames): next-frame training alone never shows G a context it drew itself
@@ -188,7 +204,46 @@ def g_step(gan: GAN, cfg: Config, clip: torch.Tensor, step: int, reduce_grads=No
         for t in range(1, horizon):
             x = torch.cat([x[:, 1:], preds[-1][:, None].to(x.dtype)], dim=1)
             preds.append(gan.G(x, z, step_actions(actions_k, K, t, L)))
-    fake = fake.float()
+    return Draws(z, classes, preds, ctx_k, futures_k, actions_k)
+
+
+def one_per_context(gan: GAN, draws: Draws, B: int) -> torch.Tensor:
+    """``(B, C, H, W)`` detached: one of each context's k first-step draws, picked uniformly, as
+    D's fake. With k = z_classes (the defaults, the three-way recipe) each class is as likely as
+    a fresh draw's would be."""
+    k = draws.preds[0].shape[0] // B
+    pick = torch.randint(k, (B,), device=gan.device, generator=gan.z_gen)
+    return draws.preds[0][pick * B + torch.arange(B, device=gan.device)].detach()
+
+
+def train_step(gan: GAN, cfg: Config, clip: torch.Tensor, step: int, reduce_grads=None,
+               actions: torch.Tensor | None = None) -> tuple[dict, dict]:
+    """One D phase and one G phase on the same windows, G drawing once for both: (D's scalars,
+    G's scalars). Without the adversary (``loss.adv_weight`` 0, the regression baseline) no D."""
+    draws = draw(gan, cfg, clip, actions)
+    d_out = d_step(gan, cfg, clip, step, reduce_grads, actions, draws) if cfg.loss.adv_weight > 0 else {}
+    return d_out, g_step(gan, cfg, clip, step, reduce_grads, actions, draws)
+
+
+def g_step(gan: GAN, cfg: Config, clip: torch.Tensor, step: int, reduce_grads=None,
+           actions: torch.Tensor | None = None, draws: Draws | None = None) -> dict:
+    """Generator phase: k samples per context (``draws``, made here if not given); adversarial +
+    best-of-k reconstruction + GDL + diversity."""
+    lc, K = cfg.loss, cfg.data.context
+    ctx = clip[:, :K]
+    B = ctx.shape[0]
+    k, L = lc.variety_k, unwrap(gan.G).action_history
+    if draws is None:
+        draws = draw(gan, cfg, clip, actions)
+    gan.D.requires_grad_(False)
+    z, classes, preds, ctx_k, futures_k, actions_k = (draws.z, draws.classes, draws.preds, draws.ctx_k,
+                                                      draws.futures_k, draws.actions_k)
+    real_k, n_cls = futures_k[:, 0], unwrap(gan.G).z_classes
+    fake_logits = None
+    if lc.adv_weight > 0:
+        with autocast(gan):
+            fake_logits = gan.D(ctx_k, preds[0], step_actions(actions_k, K, history=L)).float()
+    fake = preds[0].float()
     terms = {}
     if lc.adv_weight > 0:
         w_adv = (losses.patch_weight(ctx_k[:, -1], [real_k, fake], lc.adv_motion_weight, fake_logits.shape[-2:])

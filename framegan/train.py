@@ -385,14 +385,13 @@ def _train(cfg: Config, d: distributed.Dist) -> Path:
     try:
         while not done:
             gan.G.train()
-            d_out = {}
-            for _ in range(t.n_d):
+            for i in range(t.n_d):  # n_d - 1 D phases of their own, then one D and one G phase
                 clip, actions = batches.next()
                 clip = clip.to(device, non_blocking=True)
                 actions = actions.to(device) if cfg.model.actions else None
-                if cfg.loss.adv_weight > 0:  # adv_weight 0 is the pure regression baseline: no D
-                    d_out = engine.d_step(gan, cfg, clip, step, reduce, actions)
-            g_out = engine.g_step(gan, cfg, clip, step, reduce, actions)
+                if i < t.n_d - 1 and cfg.loss.adv_weight > 0:  # adv_weight 0 (the L1 baseline): no D
+                    engine.d_step(gan, cfg, clip, step, reduce, actions)
+            d_out, g_out = engine.train_step(gan, cfg, clip, step, reduce, actions)
             engine.update_ema(gan, cfg, step)
             step += 1
             bar.update(1)

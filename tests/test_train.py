@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from einops import repeat
+from einops import rearrange, repeat
 
 from framegan import engine, losses
 from framegan.checkpoint import CheckpointError, checkpoint_config, load_checkpoint, save_checkpoint
@@ -158,6 +158,35 @@ def test_g_step_sends_gradient_through_d_to_every_g_parameter_and_none_to_d():
         assert p.grad is not None and p.grad.abs().sum() > 0, f"G parameter {name} got no gradient via D"
     assert all(p.grad is None for p in D.parameters()), "D must be frozen in the G phase"
     assert all(p.requires_grad for p in D.parameters())  # and unfrozen again afterwards
+
+
+def test_train_step_draws_once_d_learns_from_those_draws_and_g_learns_through_the_updated_d():
+    """train_step: G runs once; D's fakes are one of each context's G-phase draws; the G phase
+    scores its draws with D after D's update, and every G parameter gets gradient through it."""
+    cfg = load_config(None, [*TINY, "loss.l1_weight=0", "loss.gdl_weight=0", "loss.diversity_weight=0",
+                             "model.z_classes=2", "loss.variety_k=2"])
+    G, D = build_generator(cfg.model, 4), build_discriminator(cfg.model, 4)
+    gan = engine.build_gan(cfg, G, D, torch.device("cpu"), None)
+    B, clip = 4, torch.rand(4, 5, 3, 64, 64) * 2 - 1
+    g_calls, d_calls = [], []
+    G.register_forward_hook(lambda m, inputs, out: g_calls.append(out.detach()))
+    def d_weights():  # the parameters themselves (reading a spectral-normed weight would step its power iteration)
+        return torch.cat([q.detach().flatten() for q in D.parameters()])
+
+    D.register_forward_hook(lambda m, inputs, out: d_calls.append((inputs[1].detach(), d_weights())))
+    before = d_weights()
+    d_out, g_out = engine.train_step(gan, cfg, clip, step=1)
+    assert len(g_calls) == 1 and g_calls[0].shape[0] == 2 * B       # one G forward: k=2 draws per context
+    assert len(d_calls) == 2 and {"d_fake", "d_real"} <= set(d_out) and "g_adv" in g_out
+    draws = rearrange(g_calls[0], "(s b) c h w -> b s c h w", s=2)
+    fakes = d_calls[0][0][B:2 * B]                                   # D's stack: real, fake, wrong context
+    for b in range(B):                                               # each fake is one of its context's draws
+        assert any(torch.equal(fakes[b], draws[b, s]) for s in range(2))
+    assert torch.equal(d_calls[0][1], before) and not torch.equal(d_calls[1][1], before)  # G sees D updated
+    assert torch.equal(d_calls[1][0], g_calls[0])                    # the G phase scores its own draws
+    for name, p in G.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, f"G parameter {name} got no gradient via D"
+    assert all(p.requires_grad for p in D.parameters())
 
 
 def test_best_of_k_gives_every_class_a_turn(monkeypatch):
@@ -353,7 +382,7 @@ ENTRY = """
 import hashlib, json, os, sys
 from pathlib import Path
 import torch
-from einops import repeat
+from einops import rearrange, repeat
 from framegan import engine, losses
 from framegan.train import main
 

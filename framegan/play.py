@@ -375,7 +375,13 @@ class Handler(BaseHTTPRequestHandler):
 class PlayServer(ThreadingHTTPServer):
     """The game's web server; ``serve_forever`` returns when the page is gone (``stop_reason``)."""
 
-    daemon_threads = True
+    # Handler threads are joined on close (server_close, block_on_close), not left as daemons:
+    # a daemon thread still inside ORT or torch when the interpreter finalizes is killed by
+    # pthread_exit through C++ frames, and the process aborts ("terminate called without an
+    # active exception", 1 run in 40 of tests/test_play.py's Ctrl-C flow). close() shuts every
+    # connection first, so they all return promptly.
+    daemon_threads = False
+    block_on_close = True
 
     def __init__(self, game: Game, port: int = 0, fps: float = 15.0, title: str = "framegan",
                  grace: float = BYE_GRACE_S, idle_timeout: float = IDLE_TIMEOUT_S, video_fps: float | None = None):

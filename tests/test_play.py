@@ -279,6 +279,35 @@ def test_silent_page_stops_the_server_but_none_opened_does_not(tmp_path, served)
     assert not s.thread.is_alive() and s.server.stop_reason.startswith("no word from the page")
 
 
+def test_close_waits_for_a_step_in_flight(tmp_path):
+    """A handler thread still inside G when the interpreter exits aborts the process (daemon
+    threads are killed mid-call): close() must return only after every handler has."""
+    game = game_for(make_checkpoint(tmp_path / "a.pt"))
+    s = Served(game)
+    entered, done, step = threading.Event(), threading.Event(), game.step
+
+    def slow_step(*args, **kwargs):
+        entered.set()
+        time.sleep(0.3)
+        out = step(*args, **kwargs)
+        done.set()
+        return out
+
+    game.step = slow_step
+
+    def ask():
+        try:
+            s.request("POST", "/step")
+        except (OSError, http.client.HTTPException):
+            pass  # close() shuts the connection under the request
+    client = threading.Thread(target=ask, daemon=True)
+    client.start()
+    assert entered.wait(10)
+    s.close()
+    assert done.is_set()
+    client.join(10)
+
+
 def test_port_in_use_picks_another(tmp_path):
     game = game_for(make_checkpoint(tmp_path / "a.pt"))
     with socket.socket() as taken:

@@ -92,3 +92,15 @@ def test_readme_states_the_default_generator_size():
     assert stated, "README: the sentence 'The default G (X.XX M parameters ...' is gone"
     g = count_params(build_generator(ModelConfig(), 4))
     assert f"{g / 1e6:.2f}" == stated.group(1), f"the default G has {g:,} parameters; update the README"
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/results.md"])
+def test_relative_links_resolve(doc):
+    """Images and pages the README and the experiment record link to exist (a moved file or a
+    section split off leaves a dead link otherwise)."""
+    path = ROOT / doc
+    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", path.read_text())
+    local = [t for t in targets if "://" not in t]
+    assert local, f"{doc} links to no local file: the pattern no longer matches"
+    missing = [t for t in local if not (path.parent / t).exists()]
+    assert not missing, f"{doc}: dead links {missing}"

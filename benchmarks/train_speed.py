@@ -11,13 +11,19 @@ the G phase runs) against the same on the k-times repeated contexts, interleaved
 two ways of computing the same layers, each against the plain formula it replaces, interleaved:
 G's decoder levels (``blocks.upsample_conv`` against upsample + concat + conv) and, for a model
 with keys (``model.actions=9``: random keys), D's key planes (``discriminator.key_planes``
-against tiling the one-hot keys over the frame); and the step with D training on the G phase's
-draws (``engine.train_step``, what ``framegan.train`` runs) against G drawing D's fakes apart.
+against tiling the one-hot keys over the frame); D's first layer with each context's share computed
+once for all the pairs it is in (``pair``) against one conv over every pair's stacked channels;
+and the step with D training on the G phase's draws (``engine.train_step``, what
+``framegan.train`` runs) against G drawing D's fakes apart.
 
 On a CPU with native bf16, an AVX2 machine can be approximated by restricting oneDNN and ATen to
 AVX2 and training in fp32 (what ``train.precision=auto`` picks there):
 
-    ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 python benchmarks/train_speed.py train.precision=fp32
+    MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 \
+        python benchmarks/train_speed.py train.precision=fp32
+
+(without the MKL variable the reference matmul still runs MKL's AVX-512 kernels: compare like
+with like).
 """
 from __future__ import annotations
 
@@ -34,7 +40,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from framegan import engine
 from framegan.config import load_config
 from framegan.nets import blocks, build_discriminator, build_generator, count_params
-from framegan.nets.discriminator import PatchCNN
+from framegan.nets.discriminator import PatchCNN, key_planes
 from framegan.precision import autocast_dtype
 
 
@@ -83,7 +89,9 @@ def plain_layers():
         h = self.norm(blocks.upsample_concat_conv(h, skip, self.conv, repeats))
         return F.silu(self.film(h, style) if self.film is not None else h)
 
-    def d_net(self, context, frame, keys=None):
+    def d_net(self, context, frame, keys=None, pair=None):
+        if pair is not None:
+            context = context[pair]
         parts = [rearrange(context, "b t c h w -> b (t c) h w"), frame]
         if self.motion:
             parts.append(frame - context[:, -1])
@@ -100,7 +108,34 @@ def plain_layers():
         blocks.UpConvNormAct.forward, PatchCNN.forward = saved
 
 
-def interleaved_ms(fn, reps: int = 12) -> tuple[float, float]:
+@contextlib.contextmanager
+def repeated_d_contexts():
+    """D's first layer as one conv over each pair's stacked (context, candidate) channels, the
+    context repeated for every pair it is in (real, fake, wrong key; k draws), what D computed
+    before ``pair``; key planes as framegan computes them."""
+    def d_net(self, context, frame, keys=None, pair=None):
+        if pair is not None:
+            context = context[pair]
+        parts = [rearrange(context, "b t c h w -> b (t c) h w"), frame]
+        if self.motion:
+            parts.append(frame - context[:, -1])
+        x = torch.cat(parts, dim=1)
+        first, pixels = self.net[0], x.shape[1]
+        weight = first.weight
+        h = F.conv2d(x, weight[:, :pixels], first.bias, first.stride, first.padding)
+        if keys is not None:
+            h = h + key_planes(keys, weight[:, pixels:], first, frame.shape[-2:]).to(h.dtype)
+        h = self.net[1:](h)
+        return self.head(h), rearrange(h, "b f h w -> b h w f")
+
+    saved, PatchCNN.forward = PatchCNN.forward, d_net
+    try:
+        yield
+    finally:
+        PatchCNN.forward = saved
+
+
+def interleaved_ms(fn, reps: int = 12, plain_layers=plain_layers) -> tuple[float, float]:
     """Median ms of ``fn()`` with the plain layers and with framegan's, interleaved."""
     times = {True: [], False: []}
     for i in range(reps + 1):
@@ -162,6 +197,10 @@ def main(argv: list[str] | None = None) -> int:
     plain, fast = interleaved_ms(lambda: step(1), reps=6)
     print(f"train step, plain layers {plain:.1f} ms, framegan's {fast:.1f} ms ({plain / fast:.2f}x; "
           f"upsample_conv{' and key_planes' if G.num_actions else ''})")
+    if cfg.loss.adv_weight > 0 and cfg.model.d_backbone == "cnn":
+        plain, fast = interleaved_ms(lambda: step(1), reps=8, plain_layers=repeated_d_contexts)
+        print(f"train step, D's context repeated per pair {plain:.1f} ms, once per context {fast:.1f} ms "
+              f"({plain / fast:.2f}x; pair)")
     times = {False: [], True: []}
     for r in range(7):
         for one_draw in (False, True):

@@ -117,16 +117,20 @@ def d_step(gan: GAN, cfg: Config, clip: torch.Tensor, step: int, reduce_grads=No
     # Negatives beside G's samples. Wrong context: each real frame under the next sample's context
     # (and key); skipped with B == 1, where there is no other context. Wrong action: each real
     # frame under a key that was not pressed, so D must check that the frame follows the key.
-    kinds = [("real", ctx, real, a), ("fake", ctx, fake, a)]
-    if lc.wrong_context_weight > 0 and B > 1:
-        kinds.append(("wrong", ctx.roll(1, dims=0), real, None if a is None else a.roll(1, dims=0)))
+    # Each kind: (name, the context row of each pair, frame, key).
+    rows = torch.arange(B, device=ctx.device)
+    kinds = [("real", rows, real, a), ("fake", rows, fake, a)]
+    if lc.wrong_context_weight > 0 and B > 1:  # row b under context b - 1, as ctx.roll(1, 0)
+        kinds.append(("wrong", rows.roll(1), real, None if a is None else a.roll(1, dims=0)))
     if lc.wrong_action_weight > 0 and n_act > 1:
-        kinds.append(("wrong_action", ctx, real, wrong_actions(a, n_act, gan.z_gen)))
+        kinds.append(("wrong_action", rows, real, wrong_actions(a, n_act, gan.z_gen)))
     # One D call on the stacked pairs instead of one per kind: same values (D has no batch
-    # statistics), fewer and larger convolutions.
+    # statistics), fewer and larger convolutions; each context's share of D's first layer is
+    # computed once for all its pairs (``pair``).
     with autocast(gan):
-        stacked = gan.D(torch.cat([k[1] for k in kinds]), torch.cat([k[2].to(ctx.dtype) for k in kinds]),
-                        None if a is None else torch.cat([k[3] for k in kinds]))
+        stacked = gan.D(ctx, torch.cat([k[2].to(ctx.dtype) for k in kinds]),
+                        None if a is None else torch.cat([k[3] for k in kinds]),
+                        pair=torch.cat([k[1] for k in kinds]))
     logits = dict(zip([k[0] for k in kinds], stacked.float().split(B)))
     w_real = w_fake = None
     if lc.adv_motion_weight > 0:  # focus D on the patches where the scene moves
@@ -242,7 +246,9 @@ def g_step(gan: GAN, cfg: Config, clip: torch.Tensor, step: int, reduce_grads=No
     fake_logits = None
     if lc.adv_weight > 0:
         with autocast(gan):
-            fake_logits = gan.D(ctx_k, preds[0], step_actions(actions_k, K, history=L)).float()
+            # The k draws of a context share its part of D's first layer, as in G's encoder.
+            fake_logits = gan.D(ctx, preds[0], step_actions(actions_k, K, history=L),
+                                pair=torch.arange(k * B, device=ctx.device) % B).float()
     fake = preds[0].float()
     terms = {}
     if lc.adv_weight > 0:

@@ -97,6 +97,53 @@ def test_d_key_planes_equal_the_conv_of_tiled_one_hot_keys():
     assert not torch.allclose(other, fast, atol=1e-4)  # the keys count
 
 
+def _stacked_patch_cnn(net, context, frame, keys=None, pair=None):
+    """PatchCNN's plain formula: one conv over each pair's stacked channels (context, candidate,
+    candidate - last context frame with d_motion, the keys tiled over the frame)."""
+    from einops import repeat
+
+    parts = [context.flatten(1, 2), frame] + [frame - context[:, -1]] * net.motion
+    if keys is not None:
+        parts.append(repeat(keys, "b k -> b k h w", h=frame.shape[-2], w=frame.shape[-1]))
+    h = net.net(torch.cat(parts, dim=1))
+    return net.head(h), h.permute(0, 2, 3, 1)
+
+
+@pytest.mark.parametrize("backbone,motion,actions", [("cnn", False, 0), ("cnn", False, 3), ("cnn", True, 3),
+                                                    ("transformer", False, 3)])
+def test_d_pairs_equal_the_repeated_contexts_in_values_and_gradients(backbone, motion, actions, monkeypatch):
+    """``D(ctx, frames, a, pair=rows)`` judges frame n under context ``rows[n]``, the context's share
+    of the first conv computed once per context (and, for d_motion, the difference channels folded
+    into both shares): the logits and every gradient are those of the plain formula on
+    ``ctx[rows]`` (the CNN's stacked-channel conv; the transformer takes ``ctx[rows]`` itself)."""
+    from framegan.nets.discriminator import PatchCNN
+
+    D = build_discriminator(small(d_backbone=backbone, d_motion=motion, actions=actions,
+                                  action_history=2 if actions else 1, d_spectral_norm=False), 2)
+    ctx, frame = frames(3, 2, 3, 32, 48), frames(5, 3, 32, 48, seed=1).requires_grad_(True)
+    rows = torch.tensor([0, 2, 1, 0, 2])
+    a = torch.tensor([[0, 2], [1, 1], [2, 0], [1, 0], [0, 0]]) if actions else None
+    params = list(D.parameters())
+
+    def logits_and_grads(**kw):
+        out = D(ctx[rows] if "pair" not in kw else ctx, frame, a, **kw)
+        return out, torch.autograd.grad((out * out).sum(), [frame, *params], allow_unused=True)
+
+    fast, g_fast = logits_and_grads(pair=rows)
+    with monkeypatch.context() as m:
+        if backbone == "cnn":
+            m.setattr(PatchCNN, "forward", _stacked_patch_cnn)
+        plain, g_plain = logits_and_grads()
+    assert fast.shape == (5, 1, 4, 6) and torch.allclose(fast, plain, atol=1e-5)
+    for gf, gp in zip(g_fast, g_plain):
+        assert (gf is None) == (gp is None) and (gf is None or torch.allclose(gf, gp, atol=1e-4))
+    assert not torch.allclose(D(ctx, frame, a, pair=rows.roll(1)), fast, atol=1e-4)  # the pairing counts
+    with pytest.raises(ValueError, match="pair must name one of the 3 contexts per frame"):
+        D(ctx, frame, a, pair=rows[:4])
+    with pytest.raises(ValueError, match="D was built for"):
+        D(ctx, frame, a)  # 3 contexts for 5 frames needs a pair
+
+
 @pytest.mark.parametrize("h,w", [(160, 208), (208, 160)])
 def test_atari_sized_non_square_frames_run_through_default_nets(h, w):
     x, frame = frames(1, 4, 3, h, w), frames(1, 3, h, w, seed=1)

@@ -69,20 +69,31 @@ class PatchCNN(nn.Module):
         self.head = maybe_sn(nn.Conv2d(chs[-1], 1, 3, 1, 1), sn)
         self.stride, self.features = 2**cfg.d_depth, chs[-1]
 
-    def forward(self, context: torch.Tensor, frame: torch.Tensor,
-                keys: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(logits (B, 1, h, w), features (B, h, w, F)) for the action projection; ``keys``: the
-        one-hot keys (B, L * A), extra input channels as if tiled over the frame (``key_planes``)."""
-        parts = [rearrange(context, "b t c h w -> b (t c) h w"), frame]
-        if self.motion:
-            parts.append(frame - context[:, -1])
-        x = torch.cat(parts, dim=1)
+    def forward(self, context: torch.Tensor, frame: torch.Tensor, keys: torch.Tensor | None = None,
+                pair: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits (N, 1, h, w), features (N, h, w, F)) for the action projection; ``keys``: the
+        one-hot keys (N, L * A), extra input channels as if tiled over the frame (``key_planes``);
+        ``pair`` (N,): the row of ``context`` each frame is judged under (None: row n for frame n).
+
+        The first conv is linear in its stacked input, so it is computed per part: the context's
+        share once per context row, the candidate's once per frame, summed per pair (the same
+        values as the conv of the stacked channels; tests/test_nets.py). A step judges every
+        context several times (real, fake, wrong-key pairs; k draws in the G phase), and no
+        gradient flows into the context, so its share is neither repeated nor backpropagated."""
         first = self.net[0]
         weight = first.weight  # read once: under spectral norm each read runs a power iteration
-        pixels = x.shape[1]
-        h = F.conv2d(x, weight[:, :pixels], first.bias, first.stride, first.padding)
+        past, c = context.shape[1] * context.shape[2], frame.shape[1]
+        w_ctx, w_frame = weight[:, :past], weight[:, past:past + c]
+        if self.motion:  # conv(frame - last) = conv(frame) - conv(last): folded into both parts
+            w_motion = weight[:, past + c:past + 2 * c]
+            w_ctx = torch.cat([w_ctx[:, :-c], w_ctx[:, -c:] - w_motion], dim=1)
+            w_frame = w_frame + w_motion
+        h_ctx = F.conv2d(rearrange(context, "b t c h w -> b (t c) h w"), w_ctx, first.bias, first.stride,
+                         first.padding)
+        h = F.conv2d(frame, w_frame, None, first.stride, first.padding)
+        h = h + (h_ctx if pair is None else h_ctx[pair])
         if keys is not None:
-            h = h + key_planes(keys, weight[:, pixels:], first, frame.shape[-2:]).to(h.dtype)
+            h = h + key_planes(keys, weight[:, past + c * (1 + self.motion):], first, frame.shape[-2:]).to(h.dtype)
         h = self.net[1:](h)
         return self.head(h), rearrange(h, "b f h w -> b h w f")
 
@@ -121,11 +132,13 @@ class SpaceTimeTransformer(nn.Module):
         self.score = maybe_sn(nn.Linear(dim, 1), sn)
         self.features = dim
 
-    def forward(self, context: torch.Tensor, frame: torch.Tensor,
-                keys: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(logits (B, 1, h, w), candidate tokens (B, h, w, F)); ``keys`` is unused here: the
-        action reaches this backbone through the projection only."""
-        x = torch.cat([context, frame[:, None]], dim=1)  # (B, K+1, C, H, W)
+    def forward(self, context: torch.Tensor, frame: torch.Tensor, keys: torch.Tensor | None = None,
+                pair: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits (N, 1, h, w), candidate tokens (N, h, w, F)); ``keys`` is unused here: the
+        action reaches this backbone through the projection only. ``pair`` as for the CNN."""
+        if pair is not None:
+            context = context[pair]
+        x = torch.cat([context, frame[:, None]], dim=1)  # (N, K+1, C, H, W)
         t, gh, gw = x.shape[1], x.shape[-2] // self.patch, x.shape[-1] // self.patch
         if gh > MAX_GRID or gw > MAX_GRID:
             raise ValueError(f"transformer D takes at most {MAX_GRID} patches per side, got {gh}x{gw}")
@@ -145,7 +158,8 @@ class SpaceTimeTransformer(nn.Module):
 
 class Discriminator(nn.Module):
     """``forward(context (B,K,C,H,W), frame (B,C,H,W), action (B,) | None) -> logits (B, 1, h, w)``
-    (higher = real)."""
+    (higher = real). With ``pair`` (N,), the N frames are judged under context rows ``pair``:
+    the same as ``context[pair]``, without repeating the context's share of the work."""
 
     def __init__(self, cfg: ModelConfig, context: int, channels: int = 3):
         super().__init__()
@@ -159,13 +173,18 @@ class Discriminator(nn.Module):
         self.embed = (maybe_sn(nn.Embedding(self.num_actions * self.action_history, self.net.features),
                                cfg.d_spectral_norm) if self.num_actions else None)
 
-    def forward(self, context: torch.Tensor, frame: torch.Tensor,
-                action: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, context: torch.Tensor, frame: torch.Tensor, action: torch.Tensor | None = None,
+                pair: torch.Tensor | None = None) -> torch.Tensor:
         if context.ndim != 5 or frame.ndim != 4:
             raise ValueError(f"D expects context (B, K, C, H, W) and frame (B, C, H, W), got "
                              f"{tuple(context.shape)} and {tuple(frame.shape)}")
-        b, k, c, height, width = context.shape
-        if k != self.context or c != self.channels or tuple(frame.shape) != (b, c, height, width):
+        m, k, c, height, width = context.shape
+        b = frame.shape[0]
+        if pair is not None and tuple(pair.shape) != (b,):  # (its values are checked by indexing)
+            raise ValueError(f"D's pair must name one of the {m} contexts per frame, shape ({b},); "
+                             f"got shape {tuple(pair.shape)}")
+        if (k != self.context or c != self.channels or tuple(frame.shape) != (b, c, height, width)
+                or (pair is None and m != b)):
             raise ValueError(f"D was built for K={self.context}, C={self.channels}; got context "
                              f"{tuple(context.shape)} and frame {tuple(frame.shape)}")
         s = self.net.stride
@@ -179,7 +198,7 @@ class Discriminator(nn.Module):
         if self.num_actions:
             keys = key_one_hot(action, self.num_actions)
             a = rearrange(action.long(), "b -> b 1") if action.ndim == 1 else action.long()
-        logits, features = self.net(context, frame.to(context.dtype), keys)
+        logits, features = self.net(context, frame.to(context.dtype), keys, pair)
         if self.embed is not None:
             offsets = torch.arange(a.shape[1], device=a.device) * self.num_actions  # one table per position
             e = reduce(self.embed(a + offsets), "b l f -> b f", "sum").to(features.dtype)

@@ -88,13 +88,18 @@ class ConvNormAct(nn.Module):
         return F.silu(h)
 
 
-def fold_kernel_rows(w: torch.Tensor) -> torch.Tensor:
-    """``(..., 3, X)`` kernel rows -> ``(2, ..., 2, X)``: the 2 taps of each output phase of a 3x3
-    conv after nearest-neighbour x2 upsampling. An even output row 2i sees upsampled rows 2i-1,
-    2i, 2i+1 = low-res rows i-1, i, i, so kernel rows 1 and 2 act on one row and add up; an odd
-    row 2i+1 sees i, i, i+1 (rows 0 and 1 add up)."""
-    r0, r1, r2 = w[..., 0, :], w[..., 1, :], w[..., 2, :]
-    return torch.stack([torch.stack([r0, r1 + r2], -2), torch.stack([r0 + r1, r2], -2)])
+def upsample_kernel(w: torch.Tensor) -> torch.Tensor:
+    """``(O, C, 3, 3)`` -> ``(C, O, 4, 4)``: a 3x3 conv (padding 1) after nearest-neighbour x2
+    upsampling, as the kernel of a stride-2 transposed conv (padding 1) of the low-res map. Per
+    axis, an even output row 2i sees upsampled rows 2i-1, 2i, 2i+1 = low-res rows i-1, i, i (kernel
+    rows 1 and 2 add up), an odd row 2i+1 sees i, i, i+1 (rows 0 and 1 add up); the transposed
+    conv's tap t of low-res row i lands on output row 2i - 1 + t, so its 4 taps are, in order:
+    row 2, rows 1 + 2, rows 0 + 1, row 0. Each output pixel gets 2x2 taps instead of 3x3; and
+    since the taps are tied this way, it draws no checkerboard: it *is* upsample + conv."""
+    def fold(k: torch.Tensor, dim: int) -> torch.Tensor:
+        r0, r1, r2 = k.unbind(dim)
+        return torch.stack([r2, r1 + r2, r0 + r1, r0], dim)
+    return rearrange(fold(fold(w, -2), -1), "o c y x -> c o y x")
 
 
 def upsample_concat_conv(h: torch.Tensor, skip: torch.Tensor, conv: nn.Conv2d, repeats: int = 1) -> torch.Tensor:
@@ -110,21 +115,16 @@ def upsample_conv(h: torch.Tensor, skip: torch.Tensor, weight: torch.Tensor, rep
 
     ``h`` ``(k * B, Ch, H, W)``, ``skip`` ``(B, Cs, 2H, 2W)`` with ``repeats`` k: the k draws of a
     context share its skip (sample-major rows, as ``Generator.forward``), so the skip's part of
-    the conv runs once per context. The upsampled part runs at low resolution as one 2x2 conv
-    with the four phases' folded kernels (4 taps per output pixel instead of 9), and the phases
-    are interleaved back (a pixel shuffle). Measured on the default G's forward + backward, 2
-    draws of 16 contexts, against upsample + cat + conv: 1.14x in bf16 (Xeon, AVX-512) and 1.35x
-    in fp32 on AVX2 kernels (benchmarks/train_speed.py reports the whole step)."""
-    ch, (rows, cols) = h.shape[1], h.shape[-2:]
+    the conv runs once per context. The upsampled part is one stride-2 transposed conv of the
+    low-res map with the folded kernel (``upsample_kernel``: 4 taps per output pixel instead of
+    9). It replaced a 2x2 conv per output phase whose four phases were sliced out and interleaved
+    back: the same taps, but the slices' backward zero-filled the whole four-phase map four
+    times. benchmarks/train_speed.py, the whole step with framegan's layers against the plain
+    ones: 1.07x before, 1.20x after in bf16 (Xeon, AVX-512), 1.26x before, 1.34x after in fp32 on
+    AVX2 kernels."""
+    ch = h.shape[1]
     w_up, w_skip = weight[:, :ch], weight[:, ch:]
-    rows_folded = fold_kernel_rows(w_up)                                          # (p, O, C, 2, 3)
-    folded = fold_kernel_rows(rows_folded.transpose(-1, -2)).transpose(-1, -2)    # (q, p, O, C, 2, 2)
-    phases = torch.cat([folded[q, p] for p in range(2) for q in range(2)])  # (4 O, C, 2, 2), phase-major
-    # padding 1: output (i, j) of the 2x2 conv sees low-res rows i-1, i and columns j-1, j, so
-    # phase (p, q) of output pixel (i, j) is conv output (i + p, j + q).
-    out = rearrange(F.conv2d(h, phases, padding=1), "b (p q o) y x -> p q b o y x", p=2, q=2)
-    up = torch.stack([out[p, q, :, :, p:p + rows, q:q + cols] for p in range(2) for q in range(2)])
-    up = rearrange(up, "(p q) b o y x -> b o (y p) (x q)", p=2, q=2)
+    up = F.conv_transpose2d(h, upsample_kernel(w_up), stride=2, padding=1)
     side = F.conv2d(skip.to(up.dtype), w_skip, padding=1)
     return up + (side if repeats == 1 else repeat(side, "b ... -> (s b) ...", s=repeats))
 
@@ -133,9 +133,11 @@ class UpConvNormAct(ConvNormAct):
     """A decoder level of the U-Net: ``ConvNormAct`` on ``cat[upsample2x(h), skip]`` (the skip
     ``(B, ...)`` shared by ``repeats`` draws of each context). In training mode computed by
     ``upsample_conv``; in eval mode (G_ema: rollout, play, the ONNX export) as written, which is
-    faster there: at batch 1 the kernel folding costs more than it saves (torch fp32 151 against
-    173 frames/s), and ONNX Runtime ran the folded graph at 18-184 frames/s against 279-368, as
-    it prepacks only a constant kernel (benchmarks/rollout_speed.py, Xeon with AVX-512)."""
+    faster there: at batch 1 the kernel folding costs more than it saves. With the per-phase
+    convs: torch fp32 151 against 173 frames/s, ONNX Runtime 18-184 against 279-368 (it prepacks
+    only a constant kernel); with the transposed conv: torch fp32 199 against 210, ONNX Runtime
+    287 against 365, and at batch 32 a tie (torch bf16 1019 against 1034; benchmarks/
+    rollout_speed.py, Xeon with AVX-512, each pair from one session)."""
 
     def __init__(self, cin: int, cskip: int, cout: int, style_dim: int = 0):
         super().__init__(cin + cskip, cout, style_dim=style_dim)

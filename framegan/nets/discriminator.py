@@ -91,7 +91,9 @@ class PatchCNN(nn.Module):
         h_ctx = F.conv2d(rearrange(context, "b t c h w -> b (t c) h w"), w_ctx, first.bias, first.stride,
                          first.padding)
         h = F.conv2d(frame, w_frame, None, first.stride, first.padding)
-        h = h + (h_ctx if pair is None else h_ctx[pair])
+        # index_select, not h_ctx[pair]: its backward (index_add) was 5x faster than indexing's
+        # (index_put with accumulate) here, 1.0 against 5.5 ms for D's 48 pairs of 16 contexts.
+        h = h + (h_ctx if pair is None else h_ctx.index_select(0, pair))
         if keys is not None:
             h = h + key_planes(keys, weight[:, past + c * (1 + self.motion):], first, frame.shape[-2:]).to(h.dtype)
         h = self.net[1:](h)

@@ -4,8 +4,9 @@ next frame.
 Frames are ``(B, T, C, H, W)`` float in [-1, 1]. G folds the context ``(B, K, C, H, W)`` into
 channels and runs a pix2pix-like U-Net: one stride-2 4x4 conv per encoder level, two 3x3 convs
 at the bottleneck, and per decoder level nearest-neighbour upsampling + skip concat + one 3x3
-conv (upsample-then-conv avoids the checkerboard of transposed convs; ``blocks.upsample_conv``
-computes exactly that without materialising either, at about half the cost).
+conv (upsample-then-conv avoids the checkerboard of free transposed convs; in training
+``blocks.upsample_conv`` computes exactly that as a transposed conv with tied taps, without
+materialising the upsampled map or the concatenation).
 
 The head makes the frame in one of three ways (``cfg.output``):
   composite  (default) a paint image P and a mask m per pixel: ``last + m * (tanh(P) - last)``, so

@@ -216,15 +216,19 @@ def test_pipeline_end_to_end(tmp_path, capsys):
     tiny = ["train.steps=4", "train.batch_size=4", "model.width=8", "model.depth=2", "model.d_width=8",
             "model.d_depth=2", "train.sample_every=4", "train.val_batches=1", "train.video_frames=2"]
     out = tmp_path / "fork"
+    # One class per branch for the GAN; the L1 baseline must stay noise-free (not a 3-class WTA model).
+    per_game = ["model.z_classes=3", "loss.variety_k=3"]
     assert fork.main(["--game", "three_way", "--data", str(tmp_path / "three"), "--episodes", "16",
-                      "--out", str(out), "--contexts", "2", "--samples", "4", "--horizon", "2", *tiny]) == 0
+                      "--out", str(out), "--contexts", "2", "--samples", "4", "--horizon", "2", *tiny, *per_game]) == 0
     res = json.loads((out / "fork.json").read_text())
     assert res["game"] == "three_way" and res["branches"] == ["left", "up", "right"]
     models = res["models"]
     assert set(models) == {"gan", "regression"}
     assert models["regression"]["samples_per_context"] == 1 and models["gan"]["samples_per_context"] == 4
-    assert len(models["gan"]["per_class"]) == models["gan"]["z_classes"] == 2  # configs/fork.yaml
+    assert len(models["gan"]["per_class"]) == models["gan"]["z_classes"] == 3
     assert sum(models["gan"]["class_draws"]) == 2 * 4
+    reg_cfg = (out / "fork_regression" / "config.yaml").read_text()
+    assert "z_classes: 0" in reg_cfg and "variety_k: 1" in reg_cfg and "adv_weight: 0.0" in reg_cfg
     for r in models.values():
         assert r["frames"] == r["contexts"] * r["samples_per_context"] * 2
         assert r["fresh"]["episodes"] == 16 and r["fresh"]["game"] == "three_way"
@@ -233,7 +237,8 @@ def test_pipeline_end_to_end(tmp_path, capsys):
         assert sharp_step1 == round(r["per_step"][0]["sharp"] * r["contexts"] * r["samples_per_context"])
     assert (out / "fork.gif").read_bytes()[:6] == b"GIF89a"
     text = capsys.readouterr().out
-    assert "fork game 'three_way': 3 branches" in text and "class 1" in text
+    assert "fork game 'three_way': 3 branches" in text and "class 2" in text
+    assert "note: model.z_classes=3 loss.variety_k=3 set up the GAN only" in text
     assert game.read_record(tmp_path / "three")["game"]["name"] == "three_way"
 
 

@@ -81,6 +81,17 @@ def shared_encoding_ms(G: torch.nn.Module, dtype: torch.dtype | None, K: int, B:
     return tuple(1000 * statistics.median(times[s]) for s in (False, True))
 
 
+def stacked_pairs(net: PatchCNN, context, frame, pair=None) -> list[torch.Tensor]:
+    """Each pair's (context, candidate[, candidate - last context frame]) channels, the context
+    repeated per pair: the input of D's first conv as written."""
+    if pair is not None:
+        context = context[pair]
+    parts = [rearrange(context, "b t c h w -> b (t c) h w"), frame]
+    if net.motion:
+        parts.append(frame - context[:, -1])
+    return parts
+
+
 @contextlib.contextmanager
 def plain_layers():
     """G's decoder as upsample + concat + 3x3 conv, D's keys tiled over the frame as input planes:
@@ -90,11 +101,7 @@ def plain_layers():
         return F.silu(self.film(h, style) if self.film is not None else h)
 
     def d_net(self, context, frame, keys=None, pair=None):
-        if pair is not None:
-            context = context[pair]
-        parts = [rearrange(context, "b t c h w -> b (t c) h w"), frame]
-        if self.motion:
-            parts.append(frame - context[:, -1])
+        parts = stacked_pairs(self, context, frame, pair)
         if keys is not None:
             parts.append(repeat(keys.to(frame.dtype), "b a -> b a h w", h=frame.shape[-2], w=frame.shape[-1]))
         h = self.net(torch.cat(parts, dim=1))
@@ -114,12 +121,7 @@ def repeated_d_contexts():
     context repeated for every pair it is in (real, fake, wrong key; k draws), what D computed
     before ``pair``; key planes as framegan computes them."""
     def d_net(self, context, frame, keys=None, pair=None):
-        if pair is not None:
-            context = context[pair]
-        parts = [rearrange(context, "b t c h w -> b (t c) h w"), frame]
-        if self.motion:
-            parts.append(frame - context[:, -1])
-        x = torch.cat(parts, dim=1)
+        x = torch.cat(stacked_pairs(self, context, frame, pair), dim=1)
         first, pixels = self.net[0], x.shape[1]
         weight = first.weight
         h = F.conv2d(x, weight[:, :pixels], first.bias, first.stride, first.padding)

@@ -137,12 +137,13 @@ def repeated_d_contexts():
         PatchCNN.forward = saved
 
 
-def interleaved_ms(fn, reps: int = 12, plain_layers=plain_layers) -> tuple[float, float]:
-    """Median ms of ``fn()`` with the plain layers and with framegan's, interleaved."""
+def interleaved_ms(fn, reps: int = 12, reference=plain_layers) -> tuple[float, float]:
+    """Median ms of ``fn()`` under the ``reference`` formulas (a context manager; by default the
+    plain layers) and with framegan's, interleaved."""
     times = {True: [], False: []}
     for i in range(reps + 1):
         for plain in (True, False):
-            with plain_layers() if plain else contextlib.nullcontext():
+            with reference() if plain else contextlib.nullcontext():
                 t = time.perf_counter()
                 fn()
                 if i:  # the first round warms up both
@@ -200,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"train step, plain layers {plain:.1f} ms, framegan's {fast:.1f} ms ({plain / fast:.2f}x; "
           f"upsample_conv{' and key_planes' if G.num_actions else ''})")
     if cfg.loss.adv_weight > 0 and cfg.model.d_backbone == "cnn":
-        plain, fast = interleaved_ms(lambda: step(1), reps=8, plain_layers=repeated_d_contexts)
+        plain, fast = interleaved_ms(lambda: step(1), reps=8, reference=repeated_d_contexts)
         print(f"train step, D's context repeated per pair {plain:.1f} ms, once per context {fast:.1f} ms "
               f"({plain / fast:.2f}x; pair)")
     times = {False: [], True: []}

@@ -78,8 +78,9 @@ class PatchCNN(nn.Module):
         The first conv is linear in its stacked input, so it is computed per part: the context's
         share once per context row, the candidate's once per frame, summed per pair (the same
         values as the conv of the stacked channels; tests/test_nets.py). A step judges every
-        context several times (real, fake, wrong-key pairs; k draws in the G phase), and no
-        gradient flows into the context, so its share is neither repeated nor backpropagated."""
+        context several times (real, fake, wrong-key pairs; k draws in the G phase), so its share
+        is computed once; and since no gradient flows into the context, the backward pass computes
+        an input gradient for the candidate's channels alone."""
         first = self.net[0]
         weight = first.weight  # read once: under spectral norm each read runs a power iteration
         past, c = context.shape[1] * context.shape[2], frame.shape[1]

@@ -13,8 +13,9 @@ G's decoder levels (``blocks.upsample_conv`` against upsample + concat + conv) a
 with keys (``model.actions=9``: random keys), D's key planes (``discriminator.key_planes``
 against tiling the one-hot keys over the frame); D's first layer with each context's share computed
 once for all the pairs it is in (``pair``) against one conv over every pair's stacked channels;
-and the step with D training on the G phase's draws (``engine.train_step``, what
-``framegan.train`` runs) against G drawing D's fakes apart.
+the step with D training on the G phase's draws (``engine.train_step``, what
+``framegan.train`` runs) against G drawing D's fakes apart; and the step with the default D
+(``model.d_width=16``) against the 32-wide D it replaced.
 
 On a CPU with native bf16, an AVX2 machine can be approximated by restricting oneDNN and ATen to
 AVX2 and training in fp32 (what ``train.precision=auto`` picks there):
@@ -151,17 +152,16 @@ def interleaved_ms(fn, reps: int = 12, reference=plain_layers) -> tuple[float, f
     return tuple(1000 * statistics.median(times[p]) for p in (True, False))
 
 
-def main(argv: list[str] | None = None) -> int:
-    cfg = load_config(None, argv if argv is not None else sys.argv[1:])
-    dev = torch.device("cpu")
-    dtype = autocast_dtype(cfg.train.precision, dev)
-    K, B = cfg.data.context, cfg.train.batch_size
-    torch.manual_seed(0)
+WIDE_D = 32  # D's width before the default became 16
+
+
+def build_step(cfg, dtype: torch.dtype | None, clip: torch.Tensor):
+    """(G, D, step(i, one_draw=True)): one training step of ``cfg``'s networks on ``clip``."""
+    K, B = cfg.data.context, clip.shape[0]
     G, D = build_generator(cfg.model, K), build_discriminator(cfg.model, K)
     if cfg.train.channels_last:
         G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
-    gan = engine.build_gan(cfg, G, D, dev, dtype)
-    clip = torch.rand(B, K + 1, 3, 64, 64) * 2 - 1
+    gan = engine.build_gan(cfg, G, D, torch.device("cpu"), dtype)
     actions = torch.randint(0, G.num_actions, (B, K + 1)) if G.num_actions else None
 
     def step(i: int, one_draw: bool = True) -> None:
@@ -172,6 +172,18 @@ def main(argv: list[str] | None = None) -> int:
         else:  # D's fakes drawn by G for the D phase alone
             engine.g_step(gan, cfg, clip, i, actions=actions)
         engine.update_ema(gan, cfg, i)
+
+    return G, D, step
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = load_config(None, argv if argv is not None else sys.argv[1:])
+    dev = torch.device("cpu")
+    dtype = autocast_dtype(cfg.train.precision, dev)
+    K, B = cfg.data.context, cfg.train.batch_size
+    torch.manual_seed(0)
+    clip = torch.rand(B, K + 1, 3, 64, 64) * 2 - 1
+    G, D, step = build_step(cfg, dtype, clip)
 
     step(1)  # warm-up (oneDNN primitive creation)
     with FlopCounterMode(display=False) as fc:
@@ -204,6 +216,21 @@ def main(argv: list[str] | None = None) -> int:
         plain, fast = interleaved_ms(lambda: step(1), reps=8, reference=repeated_d_contexts)
         print(f"train step, D's context repeated per pair {plain:.1f} ms, once per context {fast:.1f} ms "
               f"({plain / fast:.2f}x; pair)")
+    if cfg.loss.adv_weight > 0 and cfg.model.d_width != WIDE_D:
+        # The default D against the wider one it replaced: whole steps, interleaved.
+        _, _, wide_step = build_step(load_config(None, [*(argv if argv is not None else sys.argv[1:]),
+                                                        f"model.d_width={WIDE_D}"]), dtype, clip)
+        wide_step(1)
+        times = {"wide": [], "default": []}
+        for r in range(9):
+            for name, fn in (("wide", wide_step), ("default", step)):
+                t = time.perf_counter()
+                fn(1)
+                if r:
+                    times[name].append(time.perf_counter() - t)
+        wide, default = (1000 * statistics.median(times[n]) for n in ("wide", "default"))
+        print(f"train step, D of width {WIDE_D} {wide:.1f} ms, of width {cfg.model.d_width} {default:.1f} ms "
+              f"({wide / default:.2f}x)")
     times = {False: [], True: []}
     for r in range(7):
         for one_draw in (False, True):

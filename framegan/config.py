@@ -79,7 +79,7 @@ class ModelConfig:
     output: GOutput = GOutput.composite  # how G's head makes the frame from the last context frame
     copy_frames: int = -1           # composite: newest context frames G may copy a pixel from (-1 = all)
     d_backbone: DBackbone = DBackbone.cnn  # temporal discriminator family
-    d_width: int = 32               # base channel count of D
+    d_width: int = 16               # base channel count of D (16: a 1.25x faster step than 32, no worse per CPU minute)
     d_depth: int = 3                # strided stages in the CNN D (PatchGAN receptive field)
     d_spectral_norm: bool = True    # spectral norm on D's convs / linears
     d_motion: bool = False          # CNN D also sees candidate - last context frame (README: alive on real footage)

@@ -155,6 +155,19 @@ def interleaved_ms(fn, reps: int = 12, reference=plain_layers) -> tuple[float, f
 WIDE_D = 32  # D's width before the default became 16
 
 
+def interleaved_steps_ms(steps: dict, rounds: int) -> dict:
+    """Median ms of each of ``steps`` (name -> no-argument callable), run in turn for ``rounds``
+    rounds so that all see the same machine load; the first round only warms up."""
+    times = {name: [] for name in steps}
+    for r in range(rounds):
+        for name, fn in steps.items():
+            t = time.perf_counter()
+            fn()
+            if r:
+                times[name].append(time.perf_counter() - t)
+    return {name: 1000 * statistics.median(ts) for name, ts in times.items()}
+
+
 def build_step(cfg, dtype: torch.dtype | None, clip: torch.Tensor):
     """(G, D, step(i, one_draw=True)): one training step of ``cfg``'s networks on ``clip``."""
     K, B = cfg.data.context, clip.shape[0]
@@ -177,7 +190,8 @@ def build_step(cfg, dtype: torch.dtype | None, clip: torch.Tensor):
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = load_config(None, argv if argv is not None else sys.argv[1:])
+    overrides = argv if argv is not None else sys.argv[1:]
+    cfg = load_config(None, overrides)
     dev = torch.device("cpu")
     dtype = autocast_dtype(cfg.train.precision, dev)
     K, B = cfg.data.context, cfg.train.batch_size
@@ -218,27 +232,13 @@ def main(argv: list[str] | None = None) -> int:
               f"({plain / fast:.2f}x; pair)")
     if cfg.loss.adv_weight > 0 and cfg.model.d_width != WIDE_D:
         # The default D against the wider one it replaced: whole steps, interleaved.
-        _, _, wide_step = build_step(load_config(None, [*(argv if argv is not None else sys.argv[1:]),
-                                                        f"model.d_width={WIDE_D}"]), dtype, clip)
-        wide_step(1)
-        times = {"wide": [], "default": []}
-        for r in range(9):
-            for name, fn in (("wide", wide_step), ("default", step)):
-                t = time.perf_counter()
-                fn(1)
-                if r:
-                    times[name].append(time.perf_counter() - t)
-        wide, default = (1000 * statistics.median(times[n]) for n in ("wide", "default"))
+        _, _, wide_step = build_step(load_config(None, [*overrides, f"model.d_width={WIDE_D}"]), dtype, clip)
+        ms = interleaved_steps_ms({"wide": lambda: wide_step(1), "default": lambda: step(1)}, rounds=9)
+        wide, default = ms["wide"], ms["default"]
         print(f"train step, D of width {WIDE_D} {wide:.1f} ms, of width {cfg.model.d_width} {default:.1f} ms "
               f"({wide / default:.2f}x)")
-    times = {False: [], True: []}
-    for r in range(7):
-        for one_draw in (False, True):
-            t = time.perf_counter()
-            step(1, one_draw)
-            if r:
-                times[one_draw].append(time.perf_counter() - t)
-    two, one = (1000 * statistics.median(times[o]) for o in (False, True))
+    ms = interleaved_steps_ms({"two": lambda: step(1, False), "one": lambda: step(1, True)}, rounds=7)
+    two, one = ms["two"], ms["one"]
     print(f"train step, G drawing D's fakes apart {two:.1f} ms, D on the G phase's draws {one:.1f} ms "
           f"({two / one:.2f}x)")
     return 0

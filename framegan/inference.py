@@ -26,11 +26,18 @@ AVX512-BF16 + AMX that other jobs shared (2-thread figures there were swamped by
     torch bf16 2.32x vs onnx 1.58x; batch 8: 2.35x vs 1.46x. Small batches are bound by per-op
     overhead (G is 0.28 GFLOP per 64x64 frame), which ONNX Runtime's optimised graph cuts; at
     larger batches the arithmetic dominates, and AMX bf16 halves it.
-  - CPU without native bf16 (AVX2, AVX-512 without BF16), or precision fp32: onnx at every batch
-    size. fp32 vs fp32: onnx 1.82x / 1.58x / 1.46x / 1.29x vs torch channels_last 1.30x / 1.40x /
-    1.36x / 1.23x at batch 1 / 4 / 8 / 32 (measured on the AVX-512 Xeon, not yet on an AVX2 CPU).
-    bf16 is never picked there: oneDNN emulates it, 4x slower than fp32 on an AVX2 EPYC
-    (``framegan.precision``).
+  - CPU with AVX-512 but no native bf16, or precision fp32 on the native-bf16 one: onnx at every
+    batch size. fp32 vs fp32: onnx 1.82x / 1.58x / 1.46x / 1.29x vs torch channels_last 1.30x /
+    1.40x / 1.36x / 1.23x at batch 1 / 4 / 8 / 32 (the AVX-512 Xeon).
+  - CPU without AVX-512 (AVX2 only): onnx up to batch ``ONNX_MAX_BATCH_AVX2``, torch fp32
+    channels_last above. Measured on a 2-core AMD EPYC (AVX2, 2 threads, one run of
+    ``rollout_speed.py --batch 1 2 4 8 16 32 --threads 2``): onnx 2.08x / 1.86x / 1.57x / 1.31x /
+    1.29x / 1.47x vs torch channels_last 1.28x / 1.50x / 1.45x / 1.43x / 1.48x / 1.62x at batch
+    1 / 2 / 4 / 8 / 16 / 32 (300 / 328 / 332 / 343 / 346 / 344 frames/s for onnx, 185 / 265 /
+    307 / 373 / 399 / 380 for torch): ONNX Runtime's graph wins while per-op overhead dominates,
+    oneDNN's AVX2 fp32 convs once the arithmetic does.
+    bf16 is never picked without native bf16: oneDNN emulates it, 4x slower than fp32 on that
+    EPYC (``framegan.precision``).
   - precision bf16 asked for: torch (ONNX Runtime runs fp32 only; ``backend=onnx`` with bf16 is
     an error).
   - compile: never picked by auto. Its first call took 10-60 s per batch size on that machine
@@ -70,6 +77,7 @@ from framegan.atomic import atomic_path
 
 BACKENDS = ("auto", "torch", "onnx", "compile")
 ONNX_MAX_BATCH_BF16 = 2  # auto on native-bf16 CPUs: ONNX Runtime up to this batch, torch bf16 above
+ONNX_MAX_BATCH_AVX2 = 4  # auto in fp32 on CPUs without AVX-512: ONNX Runtime up to this batch, torch above
 ONNX_OPSET = 17          # opset of the TorchScript exporter; onnxruntime-web runs it too
 ONNX_FORMAT = 1          # bump when the exported graph's interface changes: invalidates every cache
 # torch.compile options of the compile backend: inductor, weights frozen into the graph as constants
@@ -401,6 +409,8 @@ class Predictor:
             return "torch"
         if use_bf16(self.device, self.precision):  # auto precision on a CPU with native bf16
             return "onnx" if batch <= ONNX_MAX_BATCH_BF16 else "torch"
+        if not precisions.cpu_has_avx512():  # fp32 on an AVX2 CPU
+            return "onnx" if batch <= ONNX_MAX_BATCH_AVX2 else "torch"
         return "onnx"
 
     def precision_for(self, batch: int) -> str:

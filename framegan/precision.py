@@ -18,20 +18,34 @@ Inference picks its backend on top of this (framegan.inference: ONNX Runtime fp3
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import torch
 
 
-def cpu_has_native_bf16() -> bool:
-    """AVX512-BF16 or AMX: where bf16 autocast measured about 2x faster on CPU. (oneDNN also
-    *emulates* bf16 on plain AVX-512, which is not a speed-up, so its own check is not used.)"""
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as /proc/cpuinfo lists them (empty where there is none: macOS,
+    Windows). Read once: inference asks per call, and reading the file costs about 90 us."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return False
-    flags = {f for line in text.splitlines() if line.startswith("flags") for f in line.split(":", 1)[-1].split()}
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
+        return frozenset()
+    lines = (line for line in text.splitlines() if line.startswith("flags"))
+    return frozenset(f for line in lines for f in line.split(":", 1)[-1].split())
+
+
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX: where bf16 autocast measured about 2x faster on CPU. (oneDNN also
+    *emulates* bf16 on plain AVX-512, which is not a speed-up, so its own check is not used.)"""
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def cpu_has_avx512() -> bool:
+    """AVX-512 (avx512f): on CPUs without it (AVX2 only) torch's fp32 convs beat ONNX Runtime's
+    from batch 8 on (framegan.inference)."""
+    return "avx512f" in cpu_flags()
 
 
 def autocast_dtype(precision, device: torch.device | str) -> torch.dtype | None:

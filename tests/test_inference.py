@@ -173,6 +173,7 @@ def test_auto_never_picks_emulated_bf16(monkeypatch, native):
     from framegan import precision
 
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(precision, "cpu_has_avx512", lambda: True)
     monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: True)
     G = tiny_g(4, 0)
     for backend in ("auto", "torch", "compile"):
@@ -184,6 +185,19 @@ def test_auto_never_picks_emulated_bf16(monkeypatch, native):
     assert auto.backend_for(1) == "onnx" and auto.backend_for(big) == ("torch" if native else "onnx")
     assert predictor(G, "auto", "fp32").backend_for(big) == "onnx"
     assert predictor(G, "auto", "bf16").backend_for(1) == "torch"  # onnx runs fp32 only
+
+
+@pytest.mark.parametrize("precision_asked", ["auto", "fp32"])
+def test_auto_on_an_avx2_cpu_hands_big_batches_to_torch_fp32(monkeypatch, precision_asked):
+    """Without AVX-512 (the AMD EPYC of issue 13) oneDNN's fp32 convs beat ONNX Runtime from batch
+    8 on; batch 1 (play, rollout --samples 1) stays on ONNX Runtime."""
+    from framegan import precision
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(precision, "cpu_has_avx512", lambda: False)
+    p, edge = predictor(tiny_g(4, 0), "auto", precision_asked), inference.ONNX_MAX_BATCH_AVX2
+    assert [p.backend_for(b) for b in (1, edge, edge + 1, 32)] == ["onnx", "onnx", "torch", "torch"]
+    assert [p.precision_for(b) for b in (1, 32)] == ["fp32", "fp32"]
 
 
 def test_auto_exports_an_fp32_graph_from_inside_bf16_autocast(tmp_path, monkeypatch):
@@ -202,17 +216,24 @@ def test_auto_exports_an_fp32_graph_from_inside_bf16_autocast(tmp_path, monkeypa
     assert (out - ref).abs().max() < 1e-3
 
 
-def test_native_bf16_is_read_from_the_cpu_flags(monkeypatch):
+def test_native_bf16_is_read_from_the_cpu_flags(monkeypatch, request):
     from framegan import precision
 
     def cpuinfo(text):
         monkeypatch.setattr(precision.Path, "read_text", lambda self: text)
+        precision.cpu_flags.cache_clear()  # read once per process; each case is another CPU
         return precision.cpu_has_native_bf16()
+
+    request.addfinalizer(precision.cpu_flags.cache_clear)  # later tests read the real CPU again
 
     assert not cpuinfo("flags\t\t: fpu avx2 avx512f avx512bw\nbugs\t\t: spectre_v1\n")  # AVX-512, no BF16
     assert not cpuinfo("flags\t\t: fpu avx2\nmodel name\t: avx512_bf16 lookalike\n")
     assert cpuinfo("flags\t\t: fpu avx2 avx512f avx512_bf16\n")
     assert cpuinfo("flags\t\t: fpu avx2 amx_bf16 amx_tile\n")
+    cpuinfo("flags\t\t: fpu avx2 fma\n")
+    assert not precision.cpu_has_avx512()
+    cpuinfo("flags\t\t: fpu avx2 avx512f avx512bw\n")
+    assert precision.cpu_has_avx512()
 
 
 def test_loop_feeds_back_and_takes_one_action_per_step():

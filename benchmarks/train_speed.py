@@ -138,23 +138,6 @@ def repeated_d_contexts():
         PatchCNN.forward = saved
 
 
-def interleaved_ms(fn, reps: int = 12, reference=plain_layers) -> tuple[float, float]:
-    """Median ms of ``fn()`` under the ``reference`` formulas (a context manager; by default the
-    plain layers) and with framegan's, interleaved."""
-    times = {True: [], False: []}
-    for i in range(reps + 1):
-        for plain in (True, False):
-            with reference() if plain else contextlib.nullcontext():
-                t = time.perf_counter()
-                fn()
-                if i:  # the first round warms up both
-                    times[plain].append(time.perf_counter() - t)
-    return tuple(1000 * statistics.median(times[p]) for p in (True, False))
-
-
-WIDE_D = 32  # D's width before the default became 16
-
-
 def interleaved_steps_ms(steps: dict, rounds: int) -> dict:
     """Median ms of each of ``steps`` (name -> no-argument callable), run in turn for ``rounds``
     rounds so that all see the same machine load; the first round only warms up."""
@@ -166,6 +149,20 @@ def interleaved_steps_ms(steps: dict, rounds: int) -> dict:
             if r:
                 times[name].append(time.perf_counter() - t)
     return {name: 1000 * statistics.median(ts) for name, ts in times.items()}
+
+
+def interleaved_ms(fn, reps: int = 12, reference=plain_layers) -> tuple[float, float]:
+    """Median ms of ``fn()`` under the ``reference`` formulas (a context manager; by default the
+    plain layers) and with framegan's, interleaved (entering the reference only swaps methods)."""
+    def under_reference() -> None:
+        with reference():
+            fn()
+
+    ms = interleaved_steps_ms({"reference": under_reference, "framegan": fn}, rounds=reps + 1)
+    return ms["reference"], ms["framegan"]
+
+
+WIDE_D = 32  # D's width before the default became 16
 
 
 def build_step(cfg, dtype: torch.dtype | None, clip: torch.Tensor):

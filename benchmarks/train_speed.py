@@ -4,9 +4,9 @@ matmul throughput the step achieves.
     python benchmarks/train_speed.py [key=value ...]
 
 Both numbers come from the same run: the step's FLOPs are counted by torch's FlopCounterMode
-(convs and matmuls, forward and backward, D and G phases), divided by the measured step time,
-and compared with the FLOP/s of a large bf16/fp32 matmul measured just before. Last, G's forward
-and backward on best-of-k's k draws of each context, encoded once (``G(x, z, a, repeats=k)``, what
+(convs and matmuls, forward and backward, D and G phases), divided by the median step time (12
+steps after 4 of warm-up), and compared with the FLOP/s of a large bf16/fp32 matmul measured
+just after. Last, G's forward and backward on best-of-k's k draws of each context, encoded once (``G(x, z, a, repeats=k)``, what
 the G phase runs) against the same on the k-times repeated contexts, interleaved in this run; and
 two ways of computing the same layers, each against the plain formula it replaces, interleaved:
 G's decoder levels (``blocks.upsample_conv`` against upsample + concat + conv) and, for a model
@@ -196,20 +196,24 @@ def main(argv: list[str] | None = None) -> int:
     clip = torch.rand(B, K + 1, 3, 64, 64) * 2 - 1
     G, D, step = build_step(cfg, dtype, clip)
 
-    step(1)  # warm-up (oneDNN primitive creation)
     with FlopCounterMode(display=False) as fc:
         step(1)  # R1 is lazy: step 1 is a typical step without it
     flops = fc.get_total_flops()
-    reps = 5
-    t = time.perf_counter()
-    for _ in range(reps):
+    # The median of single steps after a warm-up: the first steps create oneDNN primitives and
+    # grow the allocator (2-4x slower), and a mean of a few steps let one slow step from other
+    # load on a shared machine move the figure by 30 % (seen on a 2-core EPYC).
+    times = []
+    for i in range(4 + 12):
+        t = time.perf_counter()
         step(1)
-    dt = (time.perf_counter() - t) / reps
+        if i >= 4:
+            times.append(time.perf_counter() - t)
+    dt = statistics.median(times)
     peak = matmul_flops(dtype)
     achieved = flops / dt
     print(f"config: G {count_params(G) / 1e6:.2f} M, D {count_params(D) / 1e6:.2f} M params, batch {B}, "
           f"variety_k {cfg.loss.variety_k}, autocast {dtype or 'off'}, threads {torch.get_num_threads()}")
-    print(f"train step            {dt * 1000:8.1f} ms   ({1 / dt:.2f} steps/s)")
+    print(f"train step            {dt * 1000:8.1f} ms   ({1 / dt:.2f} steps/s; median of {len(times)})")
     print(f"training frames/s     {B / dt:8.1f}        (target frames learned from per second)")
     print(f"step FLOPs (counted)  {flops / 1e9:8.2f} GFLOP")
     print(f"achieved              {achieved / 1e9:8.1f} GFLOP/s")

@@ -5,17 +5,17 @@ matmul throughput the step achieves.
 
 Both numbers come from the same run: the step's FLOPs are counted by torch's FlopCounterMode
 (convs and matmuls, forward and backward, D and G phases), divided by the median step time (12
-steps after 4 of warm-up), and compared with the FLOP/s of a large bf16/fp32 matmul measured
-just after. Last, G's forward and backward on best-of-k's k draws of each context, encoded once (``G(x, z, a, repeats=k)``, what
-the G phase runs) against the same on the k-times repeated contexts, interleaved in this run; and
-two ways of computing the same layers, each against the plain formula it replaces, interleaved:
-G's decoder levels (``blocks.upsample_conv`` against upsample + concat + conv) and, for a model
-with keys (``model.actions=9``: random keys), D's key planes (``discriminator.key_planes``
-against tiling the one-hot keys over the frame); D's first layer with each context's share computed
-once for all the pairs it is in (``pair``) against one conv over every pair's stacked channels;
-the step with D training on the G phase's draws (``engine.train_step``, what
-``framegan.train`` runs) against G drawing D's fakes apart; and the step with the default D
-(``model.d_width=16``) against the 32-wide D it replaced.
+steps after 4 of warm-up), and compared with the FLOP/s of a large bf16/fp32 matmul measured just
+after. Last, G's forward and backward on best-of-k's k draws of each context, encoded once
+(``G(x, z, a, repeats=k)``, what the G phase runs) against the same on the k-times repeated contexts,
+interleaved in this run; and two ways of computing the same layers, each against the plain formula
+it replaces, interleaved: G's decoder levels (``blocks.upsample_conv`` against upsample + concat +
+conv) and, for a model with keys (``model.actions=9``: random keys), D's key planes
+(``discriminator.key_planes`` against tiling the one-hot keys over the frame); D's first layer
+with each context's share computed once for all the pairs it is in (``pair``) against one conv
+over every pair's stacked channels; the step with D training on the G phase's draws
+(``engine.train_step``, what ``framegan.train`` runs) against G drawing D's fakes apart; and the
+step with the default D (``model.d_width=16``) against the 32-wide D it replaced.
 
 On a CPU with native bf16, an AVX2 machine can be approximated by restricting oneDNN and ATen to
 AVX2 and training in fp32 (what ``train.precision=auto`` picks there):

@@ -163,6 +163,7 @@ def interleaved_ms(fn, reps: int = 12, reference=plain_layers) -> tuple[float, f
 
 
 WIDE_D = 32  # D's width before the default became 16
+TIMED_STEPS = 12  # single steps whose median is the headline step time, after 4 of warm-up
 
 
 def build_step(cfg, dtype: torch.dtype | None, clip: torch.Tensor):
@@ -202,18 +203,15 @@ def main(argv: list[str] | None = None) -> int:
     # The median of single steps after a warm-up: the first steps create oneDNN primitives and
     # grow the allocator (2-4x slower), and a mean of a few steps let one slow step from other
     # load on a shared machine move the figure by 30 % (seen on a 2-core EPYC).
-    times = []
-    for i in range(4 + 12):
-        t = time.perf_counter()
+    for _ in range(3):
         step(1)
-        if i >= 4:
-            times.append(time.perf_counter() - t)
-    dt = statistics.median(times)
+    # one more warm-up step (the helper's first round), then the median of TIMED_STEPS
+    dt = interleaved_steps_ms({"step": lambda: step(1)}, rounds=1 + TIMED_STEPS)["step"] / 1000
     peak = matmul_flops(dtype)
     achieved = flops / dt
     print(f"config: G {count_params(G) / 1e6:.2f} M, D {count_params(D) / 1e6:.2f} M params, batch {B}, "
           f"variety_k {cfg.loss.variety_k}, autocast {dtype or 'off'}, threads {torch.get_num_threads()}")
-    print(f"train step            {dt * 1000:8.1f} ms   ({1 / dt:.2f} steps/s; median of {len(times)})")
+    print(f"train step            {dt * 1000:8.1f} ms   ({1 / dt:.2f} steps/s; median of {TIMED_STEPS})")
     print(f"training frames/s     {B / dt:8.1f}        (target frames learned from per second)")
     print(f"step FLOPs (counted)  {flops / 1e9:8.2f} GFLOP")
     print(f"achieved              {achieved / 1e9:8.1f} GFLOP/s")

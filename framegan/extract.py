@@ -240,9 +240,9 @@ def extract(videos: list[str | Path], out: str | Path | None = None, *, size=64,
                      overwrite=overwrite, min_segment=min_segment, actions=all(with_actions)) as writer, \
             tqdm(total=total, unit="frame", disable=not progress, desc=str(out)) as bar:
         old_segments = writer.segments  # > 0 when appending
-        for video, car in zip(videos, cars):
+        for video, car, info in zip(videos, cars, infos):
             writer.name_actions(car.names)
-            reader = prep.iter_video(video, start=start, end=end, fps=fps)
+            reader = prep.iter_video(video, start=start, end=end, fps=fps, info=info)
             align, scenes = Alignment(video, car, reader, start), SceneCuts(scene_threshold)
             last = pending = None  # pending: kept last, stored once its action is known
             for frame in reader:

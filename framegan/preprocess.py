@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 from einops import repeat
 
-from framegan.video import VideoReader, iter_frames, probe
+from framegan.video import VideoInfo, VideoReader, iter_frames, probe
 
 
 class PreprocessError(ValueError):
@@ -125,9 +125,11 @@ class Preprocess:
         return np.ascontiguousarray(frame)
 
     def iter_video(self, path: str | Path, *, start: float | None = None, end: float | None = None,
-                   fps: float | None = None) -> VideoReader:
-        """Frames of a video file cropped and resized as this store wants (see module docstring)."""
-        info = probe(path)
+                   fps: float | None = None, info: VideoInfo | None = None) -> VideoReader:
+        """Frames of a video file cropped and resized as this store wants (see module docstring).
+        ``info``: the file's ``probe``, when the caller has it (each open probes the stream,
+        ~17 ms for 1080p H.264)."""
+        info = info or probe(path)
         try:
             box = self.region(info.width, info.height, path)
         except PreprocessError as e:

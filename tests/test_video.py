@@ -3,8 +3,10 @@ import threading
 import warnings
 
 import av
+import cv2
 import numpy as np
 import pytest
+from av.video.reformatter import VideoReformatter
 from conftest import moving_square
 from PIL import Image
 
@@ -144,6 +146,38 @@ def test_odd_sizes_round_trip_in_yuv444p(make_video):
     frames = moving_square(5, 47, 63)
     out = list(iter_frames(make_video("odd.mp4", frames)))
     assert out[0].image.shape == (47, 63, 3) and len(out) == 5
+
+
+def test_large_420_frames_halve_luma_first_and_keep_colour_tags():
+    """The fast path (luma 2x area-averaged into yuv444p, then swscale) gives what swscale's own
+    scaling of the whole frame gives, colour space and range included, and runs only where it
+    should: 8-bit 4:2:0, even sizes, output at most half the frame."""
+    blocks = np.random.default_rng(0).integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    image = cv2.resize(blocks, (256, 192), interpolation=cv2.INTER_NEAREST)
+    rgb = av.VideoFrame.from_ndarray(image, format="rgb24")
+    cases = [("yuv420p", {}), ("yuvj420p", {}),
+             ("yuv420p", {"dst_colorspace": "ITU709", "dst_color_range": "JPEG"})]
+    for fmt, tags in cases:
+        frame = rgb.reformat(format=fmt, **tags)
+        direct = VideoReformatter().reformat(frame, width=64, height=48, format="gbrp",
+                                             interpolation="AREA").to_ndarray()
+        convert = video._Converter((48, 64), None)
+        out = convert(frame)
+        assert convert.half is not None and convert.half.format.name == fmt.replace("420", "444")
+        assert out.shape == (48, 64, 3)
+        assert mean_abs(out, direct) < 0.5 and np.abs(out.astype(int) - direct).max() <= 3, (fmt, tags)
+        ref = cv2.resize(frame.to_ndarray(format="rgb24"), (64, 48), interpolation=cv2.INTER_AREA)
+        assert mean_abs(out, ref) < 1.5, (fmt, tags)
+    frame = rgb.reformat(format="yuv420p")
+    for size in [(128, 160), (97, 128)]:  # more than half the frame: scaled whole, as before
+        convert = video._Converter(size, None)
+        assert convert(frame).shape == (*size, 3) and convert.half is None
+    for fmt in ["yuv444p", "yuv422p"]:
+        convert = video._Converter((48, 64), None)
+        assert convert(rgb.reformat(format=fmt)).shape == (48, 64, 3) and convert.half is None
+    odd = av.VideoFrame.from_ndarray(image[:191, :255].copy(), format="rgb24").reformat(format="yuv420p")
+    convert = video._Converter((48, 64), None)
+    assert convert(odd).shape == (48, 64, 3) and convert.half is None
 
 
 def write_audio_only(path):

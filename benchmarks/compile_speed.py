@@ -17,12 +17,11 @@ import sys
 import time
 
 import torch
-from extract_speed import cpu_name  # benchmarks/ is on sys.path when this script runs
 
 from framegan import engine
 from framegan.config import load_config
 from framegan.nets import build_discriminator, build_generator
-from framegan.precision import autocast_dtype
+from framegan.precision import autocast_dtype, describe_cpu
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         times["eager"].append(step(eager, i))
         times["compiled"].append(step(compiled, i))
     e, c = (statistics.median(times[k]) for k in ("eager", "compiled"))
-    print(f"cpu: {cpu_name()}, torch {torch.__version__}, "
+    print(f"cpu: {describe_cpu()}, torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}, autocast {dtype or 'off'}, "
           f"capability {torch.backends.cpu.get_cpu_capability()}")
     print(f"first 3 compiled steps (compiling)  {first:7.1f} s")

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from framegan import scenecut
 from framegan.data import ClipDataset, make_loader
 from framegan.extract import extract
+from framegan.precision import describe_cpu
 from framegan.video import write_video
 
 
@@ -106,15 +106,6 @@ def windows_per_second(loader, batches: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def cpu_name() -> str:
-    """lscpu's model name and the vector flags that decide speed here."""
-    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    info = dict(ln.split(":", 1) for ln in out.splitlines() if ":" in ln)
-    flags = set(info.get("Flags", "").split())
-    shown = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
-    return f"{info.get('Model name', '?').strip()}, {len(os.sched_getaffinity(0))} CPUs, {' '.join(shown)}"
-
-
 def measure(size: tuple[int, int], seconds: float, repeats: int) -> tuple[dict, dict, float, float]:
     w, h = size
     with tempfile.TemporaryDirectory() as tmp:
@@ -146,7 +137,7 @@ def main() -> int:
     p.add_argument("--seconds", type=float, nargs="+", default=[60, 10], help="length of each test video")
     p.add_argument("--repeats", type=int, default=2)
     args = p.parse_args()
-    print(f"CPU: {cpu_name()}")
+    print(f"CPU: {describe_cpu()}")
     for k, text in enumerate(args.sizes):
         size = tuple(int(v) for v in text.lower().split("x"))
         seconds = args.seconds[min(k, len(args.seconds) - 1)]

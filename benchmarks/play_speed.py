@@ -40,6 +40,7 @@ from framegan.checkpoint import save_checkpoint
 from framegan.config import load_config, to_dict
 from framegan.nets import build_generator, count_params
 from framegan.play import load_context, load_model, make_game
+from framegan.precision import describe_cpu
 from framegan.sample_game import episodes
 from framegan.store import StoreWriter
 
@@ -49,23 +50,6 @@ ALE = ["NOOP", "FIRE", "UP", "RIGHT", "LEFT", "DOWN", "UPRIGHT", "UPLEFT", "DOWN
 BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync"]
 KEYS = ["ArrowLeft", "ArrowUp", "ArrowRight", "Space"]
-
-
-def cpu_line() -> str:
-    model, flags = "unknown CPU", set()
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "Model name":
-                model = value.strip()
-            elif key.strip() == "Flags":
-                flags = set(value.split())
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    shown = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
-    return (f"CPU: {model}; {len(os.sched_getaffinity(0))} cores; flags: {' '.join(shown) or 'none of avx2/avx512/amx'}"
-            f"; torch {torch.__version__}")
 
 
 def build_default(root: Path) -> tuple[Path, Path]:
@@ -193,7 +177,7 @@ def main(argv=None) -> int:
         ckpt = Path(args.checkpoint) if args.checkpoint else build_default(Path(tmp))[0]
         G, _, info = load_model(ckpt)
         h, w = info.get("size", ["?", "?"])
-        print(cpu_line())
+        print(f"CPU: {describe_cpu()}; torch {torch.__version__}")
         print(f"model: {'default config + model.actions=18, random weights' if not args.checkpoint else ckpt}; "
               f"{count_params(G.G) / 1e6:.2f} M params, {h}x{w}, K={G.context}, {G.num_actions} actions, "
               f"{G.describe(1)} at batch 1 (what framegan.play runs)")

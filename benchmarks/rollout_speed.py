@@ -18,7 +18,6 @@ picks on this CPU, per batch size.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -29,23 +28,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from framegan.config import ModelConfig
 from framegan.inference import autoregress, onnx_available, predictor
 from framegan.nets import build_generator, count_params
-from framegan.precision import cpu_has_native_bf16
+from framegan.precision import cpu_has_native_bf16, describe_cpu
 
 TARGET_FPS = 300  # issue 13, target 1: batch 1, 2 CPU cores, default model
 SIZE = 64
-
-
-def cpu_name() -> str:
-    """lscpu's model name plus the flags that decide bf16 / vector width."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        out = ""
-    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    model = fields.get("Model name", "unknown CPU").strip()
-    flags = set(fields.get("Flags", "").split())
-    have = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
-    return f"{model}; flags: {' '.join(have) or 'none of avx2/avx512f/avx512_bf16/amx_bf16'}"
 
 
 def build_mode(G0, mode: str, threads: int, cache: Path):
@@ -87,7 +73,7 @@ def main() -> None:
         G0(torch.zeros(1, 4, 3, SIZE, SIZE), G0.sample_z(1))
     gflop = fc.get_total_flops() / 1e9
     native = cpu_has_native_bf16()
-    print(f"CPU: {cpu_name()}; {torch.get_num_threads()} threads available, torch "
+    print(f"CPU: {describe_cpu()}; {torch.get_num_threads()} threads available, torch "
           f"{torch.__version__} (capability {torch.backends.cpu.get_cpu_capability()}), bf16 "
           f"{'native' if native else 'EMULATED (slow)'}")
     ort_note = onnx_available()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from framegan import sample_game
 from framegan.extract import extract
+from framegan.precision import describe_cpu
 from framegan.preprocess import Preprocess
 from framegan.scenecut import SCENE_THRESHOLD, SceneCuts, colour_change, thumbnail
 from framegan.video import write_video
@@ -118,7 +118,7 @@ def main() -> int:
     p.add_argument("--episodes", type=int, default=400, help="sample game episodes")
     args = p.parse_args()
     thresholds = [float(t) for t in args.thresholds.split(",")]
-    print(f"CPU: {cpu_name()}; per-frame times are CPU seconds of this process")
+    print(f"CPU: {describe_cpu()}; per-frame times are CPU seconds of this process")
     with tempfile.TemporaryDirectory() as tmp:
         video = Path(tmp) / "sample.mp4"
         eps = list(sample_game.episodes(args.episodes, seed=0))
@@ -141,15 +141,6 @@ def main() -> int:
                   f"{s['dropped_segments']} dropped ({s['dropped_frames']} frames) for "
                   f"{len(truth) + 1} episodes; {s['frames_per_second']:.0f} frames/s")
     return 0
-
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown CPU"
-    model = next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")), "?")
-    return f"{model}, {os.cpu_count()} cores"
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import time
 
 import torch
@@ -19,13 +18,8 @@ from framegan import engine
 from framegan.config import load_config
 from framegan.inference import prepare
 from framegan.nets import build_discriminator, build_generator
-from framegan.precision import autocast_dtype
+from framegan.precision import autocast_dtype, describe_cpu
 from framegan.rollout import rollout
-
-
-def cpu_name() -> str:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    return next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")), "?")
 
 
 def main() -> None:
@@ -64,7 +58,7 @@ def main() -> None:
             t = time.perf_counter()
             train_step()
             step_s[n].append(time.perf_counter() - t)
-    print(f"{cpu_name()}, {os.cpu_count()} CPUs, torch {torch.__version__}; load average "
+    print(f"{describe_cpu()}, torch {torch.__version__}; load average "
           f"{load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after; {args.repeats} interleaved repeats")
     print(f"{'threads':>7}  {'rollout b1 f/s best/median/worst':>34}  {'train step s best/median/worst':>32}")
     for n in args.threads:

@@ -21,6 +21,7 @@ Inference picks its backend on top of this (framegan.inference: ONNX Runtime fp3
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 import torch
@@ -36,6 +37,24 @@ def cpu_flags() -> frozenset[str]:
         return frozenset()
     lines = (line for line in text.splitlines() if line.startswith("flags"))
     return frozenset(f for line in lines for f in line.split(":", 1)[-1].split())
+
+
+def cpu_model() -> str:
+    """The CPU's model name as /proc/cpuinfo (and lscpu) gives it; "unknown CPU" where none."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return "unknown CPU"
+    return next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")),
+                "unknown CPU")
+
+
+def describe_cpu() -> str:
+    """The line every benchmark prints to name the CPU it ran on: model, usable CPUs and the
+    flags that decide speed here (vector width, native bf16)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    shown = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in cpu_flags()]
+    return f"{cpu_model()}, {cpus} CPUs, flags: {' '.join(shown) or 'none of avx2/avx512f/avx512_bf16/amx_bf16'}"
 
 
 def cpu_has_native_bf16() -> bool:

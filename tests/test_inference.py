@@ -234,6 +234,12 @@ def test_native_bf16_is_read_from_the_cpu_flags(monkeypatch, request):
     assert not precision.cpu_has_avx512()
     cpuinfo("flags\t\t: fpu avx2 avx512f avx512bw\n")
     assert precision.cpu_has_avx512()
+    # the line the benchmarks print: the model name and only the flags that decide speed
+    cpuinfo("processor\t: 0\nmodel name\t: AMD EPYC 9B45\nflags\t\t: fpu avx2 fma avx512f avx512_bf16\n")
+    line = precision.describe_cpu()
+    assert line.startswith("AMD EPYC 9B45, ") and line.endswith("flags: avx2 avx512f avx512_bf16"), line
+    cpuinfo("flags\t\t: fpu sse2\n")
+    assert precision.describe_cpu().startswith("unknown CPU, ") and "none of avx2" in precision.describe_cpu()
 
 
 def test_loop_feeds_back_and_takes_one_action_per_step():

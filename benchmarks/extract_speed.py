@@ -6,7 +6,7 @@ For each size, generates a 30 fps H.264 video (yuv420p, like most recordings) of
 (by default 60 s at 640x480 and 10 s at 1080p), then measures in the same run, best of ``--repeats``:
   decode only   PyAV decoding every frame, no pixel conversion: with threads AUTO, as extraction
                 uses (FFmpeg starts CPUs + 1 frame threads), and with one thread per CPU, which
-                decodes alone 15-20 % faster on a 2-core EPYC (but extracts no faster)
+                decodes alone 15-35 % faster on a 2-core EPYC (but extracts no faster)
   naive         decode + full-size ``to_ndarray("rgb24")`` + cv2 INTER_AREA to 64x64 (for contrast)
   extract       the real thing: ``framegan.extract.extract`` to a 64x64 store, scene cuts on
   worst case    the same with the scene-cut colour gate off, so that every frame goes through the

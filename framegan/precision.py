@@ -52,7 +52,7 @@ def cpu_model() -> str:
 def describe_cpu() -> str:
     """The line every benchmark prints to name the CPU it ran on: model, usable CPUs and the
     flags that decide speed here (vector width, native bf16)."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or "?"
     shown = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in cpu_flags()]
     return f"{cpu_model()}, {cpus} CPUs, flags: {' '.join(shown) or 'none of avx2/avx512f/avx512_bf16/amx_bf16'}"
 

@@ -150,8 +150,9 @@ def test_odd_sizes_round_trip_in_yuv444p(make_video):
 
 def test_large_420_frames_halve_luma_first_and_keep_colour_tags():
     """The fast path (luma 2x area-averaged into yuv444p, then swscale) gives what swscale's own
-    scaling of the whole frame gives, colour space and range included, and runs only where it
-    should: 8-bit 4:2:0, even sizes, output at most half the frame."""
+    scaling of a whole synthetic frame gives, colour space and range included, and runs only where
+    it should: 8-bit 4:2:0, even sizes, output at most half the frame. (On *decoded* H.264 the two
+    differ, and the fast path is the one closer to full-size RGB + area: the next test.)"""
     blocks = np.random.default_rng(0).integers(0, 256, (12, 16, 3), dtype=np.uint8)
     image = cv2.resize(blocks, (256, 192), interpolation=cv2.INTER_NEAREST)
     rgb = av.VideoFrame.from_ndarray(image, format="rgb24")
@@ -178,6 +179,23 @@ def test_large_420_frames_halve_luma_first_and_keep_colour_tags():
     odd = av.VideoFrame.from_ndarray(image[:191, :255].copy(), format="rgb24").reformat(format="yuv420p")
     convert = video._Converter((48, 64), None)
     assert convert(odd).shape == (48, 64, 3) and convert.half is None
+
+
+def test_decoded_h264_halved_path_matches_full_size_rgb_area(make_video):
+    """A real decoded 4:2:0 frame: the halved path stays within a few levels of converting the
+    whole frame to RGB and area-resizing it (what extraction approximates without that cost)."""
+    blocks = np.random.default_rng(1).integers(0, 256, (5, 12, 16, 3), dtype=np.uint8)
+    frames = np.stack([cv2.resize(b, (256, 192), interpolation=cv2.INTER_NEAREST) for b in blocks])
+    path = make_video("blocks.mp4", frames, pix_fmt="yuv420p")
+    with av.open(str(path)) as container:
+        decoded = list(container.decode(video=0))
+    assert decoded[0].format.name == "yuv420p"
+    convert = video._Converter((48, 64), None)
+    for f in decoded:
+        out = convert(f)
+        ref = cv2.resize(f.to_ndarray(format="rgb24"), (64, 48), interpolation=cv2.INTER_AREA)
+        assert mean_abs(out, ref) < 2.0 and np.abs(out.astype(int) - ref).max() <= 12
+    assert convert.half is not None
 
 
 def write_audio_only(path):

@@ -125,7 +125,8 @@ class _Converter:
     pixel, so this halves the one full-size pass extraction adds: 0.85 -> 0.45 ms per 1080p frame
     (one core, 40 frames of ``benchmarks/extract_speed.py``'s video), and it is more accurate
     too: mean / worst error against full-size RGB + cv2 INTER_AREA 1.43 / 7 -> 1.24 / 6 levels at
-    1080p, 2.59 / 19 -> 1.18 / 10 at 640x480 (swscale's own 4:2:0 chroma path is the weaker one).
+    1080p, 2.59 / 19 -> 1.18 / 10 at 640x480, 2.99 / 41 -> 1.17 / 3 on 256x192 colour blocks
+    (swscale's own 4:2:0 chroma path on decoded frames is the weaker one; tests/test_video.py).
     Halving the chroma planes as well was as fast but worse (worst 19 and 39), and a second
     halving worse still (worst 56).
     """

@@ -147,9 +147,9 @@ class _Converter:
         half = self.half
         if half is None or (half.width, half.height, half.format.name) != (w // 2, h // 2, fmt):
             half = self.half = av.VideoFrame(w // 2, h // 2, fmt)
-        src, dst = (_plane(p) for p in frame.planes), [_plane(p) for p in half.planes]
-        cv2.resize(next(src), (w // 2, h // 2), dst=dst[0], interpolation=cv2.INTER_AREA)
-        dst[1][:], dst[2][:] = next(src), next(src)
+        (y, u, v), (half_y, half_u, half_v) = map(_plane, frame.planes), map(_plane, half.planes)
+        cv2.resize(y, (w // 2, h // 2), dst=half_y, interpolation=cv2.INTER_AREA)
+        half_u[:], half_v[:] = u, v
         half.colorspace, half.color_range = frame.colorspace, frame.color_range
         return half
 
@@ -178,11 +178,13 @@ class _Converter:
             self.graph.push(frame)
             frame = self.graph.pull()
         elif self.size is not None:
-            frame = (self._halve_luma(frame) if yuv else None) or frame
+            frame = self._halve_luma(frame) or frame  # None unless 4:2:0 (HALVABLE)
             # Planar RGB (gbrp) takes swscale's accurate path in one call, as good as yuv444p
             # then RGB (mean error 2.56 vs 2.57 levels against full-size RGB + area, worst 19
             # both) and 0.19 vs 0.21 ms per 640x480 frame; packed RGB straight from scaled YUV
-            # is the inaccurate path (mean 19, worst 170).
+            # is the inaccurate path (mean 19, worst 170). On decoded 4:2:0 colour blocks gbrp
+            # from the whole frame was worst 41 (see the class docstring): halved frames come here
+            # as yuv444p.
             frame = self.scaler.reformat(frame, width=self.size[1], height=self.size[0],
                                          format="gbrp" if yuv else "rgb24", interpolation="AREA",
                                          threads=SWS_THREADS)

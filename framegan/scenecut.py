@@ -40,6 +40,9 @@ shown to the detector), cuts found / false cuts and segments kept for the true s
     0 false; ``health_gathering`` (6,000 frames): 19/21, 0 false;
   the sample game (400 episodes): 399/399, 0 false; synthetic pans with flashes: 3/3, 0 false
     (the old detector: 379 false); Ms. Pac-Man (3,000 frames, 6 games): no cut, as before.
+  Enduro (8,000 frames, 3 games, not tuned on): 3 false cuts, all by the recolour test at the
+    game's day/night and snow/grass palette changes, where the layout stays (residual 0.63-0.69),
+    and neither restart found (the recorder's cuts file has them).
 The missed VizDoom restarts are deaths in the spawn room, restarted there facing a similar way.
 At frameskip 4 (8.75 frames/s) turns and strafes change too much between frames: 90/101, 249
 false. Cost: 0.2-0.3 ms of CPU per VizDoom frame (the gate skips 3/4 of them), about 1 ms for a

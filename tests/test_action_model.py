@@ -337,6 +337,28 @@ def test_evaluate_controllability_is_large_for_a_model_that_follows_the_keys(key
     assert "delta_psnr" not in r["models"]["copy-last"]
 
 
+class HalfOracle(KeyOracle):
+    """KeyOracle's frame mixed with the last frame: follows the keys, but not exactly."""
+
+    def forward(self, x, z=None, action=None):
+        return 0.7 * super().forward(x, z, action) + 0.3 * x[:, -1]
+
+
+def test_evaluate_controllability_has_a_standard_error(key_store):
+    """delta-PSNR comes with its bootstrap standard error over the windows, per step and over all,
+    in the results and as a "+-" row under each delta row of the table; it is a fraction of a
+    delta this clear (the key moves the square every step)."""
+    from framegan.data import ClipDataset
+    from framegan.evaluate import format_table
+
+    ds = ClipDataset(key_store, context=2, horizon=4, split="all")
+    r = evaluate_models({"half": HalfOracle()}, ds, horizon=4, max_windows=24, progress=False)
+    d = r["models"]["half"]["delta_psnr_moving"]
+    assert len(d["se"]) == 4 and np.isfinite(d["se"]).all() and np.isfinite(d["se_all"]), d
+    assert all(0 < se < 0.5 * delta for se, delta in zip(d["se"], d["steps"])), d
+    assert format_table(r).count("    +-") == 2
+
+
 class HistoryOracle(KeyOracle):
     """KeyOracle with a key history of 2 that moves by the key in column ``use``: -1 the step's
     own key (the rule), 0 the key before it (one step late: wrong where the player changed keys)."""

@@ -294,3 +294,34 @@ def test_classes_prior_draws_the_samples_from_the_runs_class_prior(tmp_path, cap
         spread[ckpt, classes] = r["models"][ckpt]["diversity"]["all"]
     assert spread["latent", "prior"] < 1e-6 < spread["latent", "cycle"]
     assert spread["plain", "prior"] == pytest.approx(spread["latent", "cycle"])  # no prior: cycled
+
+
+def test_delta_se_is_zero_for_a_constant_gain_and_shrinks_with_more_windows():
+    """delta_se: the paired bootstrap spread of pooled delta-PSNR. Keys that halve every window's
+    error give 3.01 dB in every resample (no spread); a gain that varies between windows has a
+    spread that falls as 1/sqrt(windows); one window that carries the whole gain gives a spread
+    as large as the gain itself."""
+    from framegan.evaluate import delta_se
+
+    rng = np.random.default_rng(1)
+    true = rng.uniform(0.01, 0.02, (200, 3))
+    se, se_all = delta_se(true, 2 * true, np.ones_like(true))
+    assert np.allclose(se, 0, atol=1e-9) and se_all < 1e-9
+
+    def spread(n):
+        t = rng.uniform(0.01, 0.02, (n, 3))
+        return delta_se(t, t * rng.uniform(1.0, 3.0, (n, 3)), np.ones_like(t))[0].mean()
+
+    ratio = spread(1600) / spread(100)
+    assert 0.15 < ratio < 0.35, ratio  # 1/sqrt(16) = 0.25
+
+    other = true.copy()
+    other[7] *= 200  # one window where the wrong keys are far off
+    se, _ = delta_se(true, other, np.ones_like(true))
+    gain = 10 * np.log10(other.mean(0) / true.mean(0))
+    assert (se > 0.5 * gain).all(), (se, gain)
+    # pixel weights pool as PSNR does: a window without moving pixels counts for nothing
+    w = np.ones_like(true)
+    w[7] = 0
+    assert delta_se(true, other, w)[0].max() < 1e-6
+

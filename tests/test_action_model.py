@@ -359,6 +359,34 @@ def test_evaluate_controllability_has_a_standard_error(key_store):
     assert format_table(r).count("    +-") == 2
 
 
+def test_delta_psnr_plays_keys_from_another_part_of_the_recording(tmp_path):
+    """Every episode holds one key throughout (as players hold keys), so evenly spread windows
+    next to each other mostly share their keys. The shuffled rollout plays the keys of the
+    window half the set away (another episode, another key here), so the oracle that follows the
+    keys scores a large delta at every step; with the next window's keys (the pairing before) most
+    windows played their own keys again (5.5 / 3.2 / 3.2 / 2.4 dB at steps 1-4 when this test was
+    written, against 10.5 / 7.7 / 7.6 / 6.3)."""
+    from framegan.data import ClipDataset
+    from framegan.evaluate import partners
+
+    assert partners([3, 5, 8, 9]) == [8, 9, 3, 5] and partners([4]) == [4]
+    base = np.zeros((SIZE, SIZE, 3), np.uint8)
+    base[:] = (20, 40, 90)
+    base[13:13 + SIDE, SIZE // 2:SIZE // 2 + SIDE] = (250, 220, 30)
+    order = [STAY, LEFT, RIGHT]
+    with StoreWriter(tmp_path / "held", size=(SIZE, SIZE), fps=15, actions=True) as w:
+        w.name_actions({STAY: "NOOP", LEFT: "LEFT", RIGHT: "RIGHT"})
+        for k in range(12):
+            key = order[(k // 6 + k) % 3]  # episode k + 6 holds another key than episode k
+            for i in range(40):
+                w.add(np.roll(base, SHIFT[key] * i, axis=1), source=f"ep{k}.mp4", index=i, action=key)
+            w.cut()
+    ds = ClipDataset(tmp_path / "held", context=2, horizon=4, split="all")
+    r = evaluate_models({"oracle": HalfOracle()}, ds, horizon=4, max_windows=48, progress=False)
+    d = r["models"]["oracle"]["delta_psnr_moving"]
+    assert all(x > 5 for x in d["steps"]), d
+
+
 class HistoryOracle(KeyOracle):
     """KeyOracle with a key history of 2 that moves by the key in column ``use``: -1 the step's
     own key (the rule), 0 the key before it (one step late: wrong where the player changed keys)."""

@@ -121,18 +121,26 @@ class ClipDataset(Dataset):
         single = isinstance(index, (int, np.integer))
         indices = [index] if single else index
         clips = np.empty((len(indices), self.length, *self.store.size, 3), np.uint8)
-        actions = np.full((len(indices), self.length), -1, np.int64)
         for k, i in enumerate(indices):
             seg, start = self.windows[i]
             clips[k] = self.store.segments[seg][start:start + self.length]
-            if self.store.actions is not None:
-                actions[k] = np.searchsorted(self.store.action_values,
-                                             self.store.actions[seg][start:start + self.length])
+        actions = self.window_actions(indices)
         if self.augment:  # horizontal flips; torch RNG so each DataLoader worker is seeded
             flip = (torch.rand(len(clips)) < 0.5).numpy()
             clips[flip] = clips[flip][:, :, :, ::-1]
-        batch, actions = to_model(clips), torch.from_numpy(actions)
+        batch = to_model(clips)
         return (batch[0], actions[0]) if single else (batch, actions)
+
+    def window_actions(self, indices: Sequence[int]) -> torch.Tensor:
+        """``(B, T)`` int64 actions of the windows ``indices`` as ``__getitem__`` gives them (-1
+        where the store has none), without reading their frames."""
+        actions = np.full((len(indices), self.length), -1, np.int64)
+        if self.store.actions is not None:
+            for k, i in enumerate(indices):
+                seg, start = self.windows[i]
+                actions[k] = np.searchsorted(self.store.action_values,
+                                             self.store.actions[seg][start:start + self.length])
+        return torch.from_numpy(actions)
 
 
 def make_loader(dataset: ClipDataset, batch_size: int, *, shuffle: bool = True,

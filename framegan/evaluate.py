@@ -88,7 +88,8 @@ def evaluate_models(models: dict, dataset, horizon: int, samples: int = 1, seed:
     ``K' = dataset.context`` >= every model's K and ``T' >= horizon``. Returns a JSON-ready dict
     (see ``summarise``); the same seed gives the same numbers.
 
-    Models with action input play the recorded actions of each window (``dataset[i][1]``, mapped
+    Models with action input play the recorded actions of each window (``dataset[i][1]``; the
+    partners' from ``dataset.window_actions``, as ``ClipDataset`` has it), mapped
     to the model's own indices by ``action_maps[name]``, default: the same indices) and are rolled
     out a second time with the actions of another window (``partners``: half the evaluated windows
     away; Genie's controllability, delta-PSNR = PSNR with the true actions - PSNR with the shuffled
@@ -122,7 +123,7 @@ def evaluate_models(models: dict, dataset, horizon: int, samples: int = 1, seed:
         if keyed and ((acts < 0).any() or (before < 0).any()):
             raise ValueError(f"models {keyed} play recorded actions, but these windows have none")
         if keyed:  # the keys of each window's partner, for the second rollout
-            theirs = torch.stack([dataset[partner[i]][1] for i in batch])
+            theirs = dataset.window_actions([partner[i] for i in batch])
             other_acts, other_before = theirs[:, K - 1:K - 1 + horizon], theirs[:, :K - 1]
         ctx, truth = clip[:, :K], clip[:, K:K + horizon]
         last = ctx[:, -1]
@@ -141,10 +142,10 @@ def evaluate_models(models: dict, dataset, horizon: int, samples: int = 1, seed:
                 pred = autoregress(G, ctx, horizon, n_samples[name], gens[name], a, history=hist, prior=prior).cpu()
             if name in keyed:  # the same noise draws under another window's keys
                 again = torch.Generator(G.device).set_state(noise)
-                other_a, other_hist = maps[name][other_acts], None if hist is None else maps[name][other_before]
-                if len(windows) == 1:  # no other window: every key shifted to the next action index
-                    other_a = (a + 1) % G.num_actions
-                    other_hist = None if hist is None else (hist + 1) % G.num_actions
+                if len(windows) > 1:
+                    other_a, other_hist = maps[name][other_acts], None if hist is None else maps[name][other_before]
+                else:  # no other window: every key shifted to the next action index
+                    other_a, other_hist = (a + 1) % G.num_actions, None if hist is None else (hist + 1) % G.num_actions
                 other = autoregress(G, ctx, horizon, n_samples[name], again, other_a, history=other_hist, prior=prior)
                 shuffled_err[name].append(_shuffled_errors(other.cpu(), truth, mask))
             stats[name].append(_frame_stats(pred, truth, mask))
@@ -270,9 +271,10 @@ def delta_se(true_err: np.ndarray, other_err: np.ndarray, weights: np.ndarray, s
     resample for both rollouts, so it is a paired difference). ``true_err``, ``other_err``:
     ``(N, T)`` mse under the recorded and the other window's actions; ``weights`` ``(N, T)`` pixel
     counts, as pooled. Why: PSNR pools the mse over windows, so a few windows where the keys
-    change a lot can carry the figure (Enduro: 1.03 dB at step 4 on 100 windows, 0.25 on 200
-    others); the error says how far one evaluation can be trusted. NaN where a resample has no
-    finite difference (an exact model: infinite PSNR both ways)."""
+    change a lot can carry the figure (Enduro, with the neighbour pairing before ``partners``:
+    1.03 dB at step 4 on 100 windows, 0.25 on 200 others); the error says how far one evaluation
+    can be trusted. NaN where a resample has no finite difference (an exact model: infinite PSNR
+    both ways)."""
     n = len(true_err)
     counts = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=BOOTSTRAP).astype(np.float64)
 

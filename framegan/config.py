@@ -62,6 +62,7 @@ class DataConfig:
     stride: int = 1                 # step between window starts inside a segment
     val_fraction: float = 0.1       # share of segments (or segment tails) held out for validation
     augment: bool = False           # random horizontal flips of whole windows, drawn from (seed, rank, batch number)
+    key_change_repeat: int = 1      # training windows where a key G sees changes are listed this many times
     num_workers: int = 0            # DataLoader workers (0 = load in the training process); results do not depend on it
 
 
@@ -214,6 +215,7 @@ def validate(cfg: Config) -> None:
     need(d.context >= 1, f"data.context must be >= 1, got {d.context}")
     need(d.horizon >= 1, f"data.horizon must be >= 1, got {d.horizon}")
     need(d.stride >= 1, f"data.stride must be >= 1, got {d.stride}")
+    need(d.key_change_repeat >= 1, f"data.key_change_repeat must be >= 1, got {d.key_change_repeat}")
     need(0.0 <= d.val_fraction < 1.0, f"data.val_fraction must be in [0, 1), got {d.val_fraction}")
     need(m.width >= 1 and m.d_width >= 1, "model.width and model.d_width must be >= 1")
     need(1 <= m.depth <= 6, f"model.depth must be in 1..6, got {m.depth}")

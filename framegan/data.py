@@ -77,12 +77,16 @@ def split_ranges(store: FrameStore, split: str, val_fraction: float) -> list[tup
 class ClipDataset(Dataset):
     """Windows of ``context + horizon`` frames, ``stride`` apart, from a store (path or opened).
 
+    ``key_change_repeat`` > 1 lists each window whose keys change where G sees them (the last
+    ``key_history`` keys before a target and the one before those) that many times (training
+    only; ``data.key_change_repeat``, results in docs/results.md).
+
     ``augment`` (horizontal flips) is refused for a store with actions: a mirrored frame would
     keep its LEFT/RIGHT label and teach the model the opposite of what the key does."""
 
     def __init__(self, store: str | Path | FrameStore, context: int = 4, horizon: int = 1,
                  stride: int = 1, split: str = "train", val_fraction: float = 0.1,
-                 augment: bool = False):
+                 augment: bool = False, key_change_repeat: int = 1, key_history: int = 1):
         if context < 1 or horizon < 1 or stride < 1:
             raise ValueError(f"context, horizon and stride must be >= 1, got {context}, {horizon}, {stride}")
         self.store = store if isinstance(store, FrameStore) else open_store(store)
@@ -97,6 +101,8 @@ class ClipDataset(Dataset):
             (seg, start)
             for seg, first, stop in split_ranges(self.store, split, val_fraction)
             for start in range(first, stop - self.length + 1, stride)]
+        if key_change_repeat > 1 and self.store.actions is not None and self.windows:
+            self.windows += [w for w in self.windows if self._keys_change(w, key_history)] * (key_change_repeat - 1)
         if not self.windows:
             longest = max((len(s) for s in self.store.segments), default=0)
             raise StoreError(f"{self.store.path}: no {split} window of {self.length} frames "
@@ -105,6 +111,15 @@ class ClipDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.windows)
+
+    def _keys_change(self, window: tuple[int, int], history: int) -> bool:
+        """Whether the keys G sees for this window (the last ``history`` before each target)
+        are not all the key pressed before them: a held key shows in the context's motion, so
+        only a window where the key changes teaches G what a key does."""
+        seg, start = window
+        first = start + max(0, self.context - history - 1)
+        keys = self.store.actions[seg][first:start + self.context + self.horizon - 1]
+        return bool((keys != keys[0]).any())
 
     def clip(self, index: int) -> np.ndarray:
         """Window ``index`` as stored: uint8 (T, H, W, 3), copied out of the memmap."""

@@ -317,7 +317,9 @@ def _train(cfg: Config, d: distributed.Dist) -> Path:
         "values": store.action_values if cfg.model.actions else [],
         "names": store.action_names if cfg.model.actions else []}}
     ds_args = dict(context=K, stride=cfg.data.stride, val_fraction=cfg.data.val_fraction)
-    train_ds = ClipDataset(store, horizon=cfg.data.horizon, split="train", **ds_args)  # flips: Batches
+    train_ds = ClipDataset(store, horizon=cfg.data.horizon, split="train", **ds_args,  # flips: Batches
+                           key_change_repeat=cfg.data.key_change_repeat if cfg.model.actions else 1,
+                           key_history=cfg.model.action_history)
     try:
         val_ds = ClipDataset(store, horizon=1, split="val", **ds_args)
     except StoreError:  # too few or too short segments to hold any out: train on, say so

@@ -3,6 +3,7 @@ train / evaluate / rollout, on a tiny "key game" whose next frame is decided by 
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -303,6 +304,27 @@ def test_train_resolves_actions_from_the_store_and_checkpoints_them(key_store, t
     assert "model.action_history must be in 1..data.context (2)" in capsys.readouterr().err
     assert train_main([*common, "model.action_history=3", "model.actions=0", "train.steps=1",
                        f"run.dir={tmp_path / 'f'}"]) == 0  # no keys: the history is moot
+
+
+def test_train_lists_key_change_windows_again_only_for_a_model_with_keys(key_store, tmp_path, capsys):
+    from framegan.data import ClipDataset
+    from framegan.train import main as train_main
+
+    common = ["model.width=8", "model.depth=2", "model.d_width=8", "model.d_depth=2", "data.context=2",
+              "train.batch_size=4", "train.val_batches=1", "train.video_frames=2", "train.steps=1",
+              f"data.root={key_store}"]
+
+    def train_windows(*extra) -> int:
+        capsys.readouterr()
+        assert train_main([*common, *extra, f"run.dir={tmp_path / str(len(extra))}"]) == 0
+        return int(re.search(r"(\d+) train / \d+ val windows", capsys.readouterr().out).group(1))
+
+    plain = ClipDataset(key_store, context=2, split="train")
+    changed = len(ClipDataset(key_store, context=2, split="train", key_change_repeat=2, key_history=2)) - len(plain)
+    assert 0 < changed < len(plain)
+    assert train_windows() == len(plain)
+    assert train_windows("data.key_change_repeat=3") == len(plain) + 2 * changed
+    assert train_windows("data.key_change_repeat=3", "model.actions=0") == len(plain)  # keys unused
 
 
 def test_config_refuses_flips_with_an_explicit_action_count():

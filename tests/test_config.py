@@ -35,6 +35,7 @@ def test_yaml_then_overrides(tmp_path):
     (["data.context=2", "model.actions=4", "model.action_history=3"], "1..data.context (2)"),
     (["loss.adv_weight=0", "loss.l1_weight=0"], "nothing to train"),
     (["data.context=0"], "data.context"),
+    (["data.key_change_repeat=0"], "data.key_change_repeat must be >= 1"),
     (["justakey"], "key=value"),
 ])
 def test_bad_config_is_one_line_error(overrides, words):

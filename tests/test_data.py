@@ -167,3 +167,20 @@ def test_augment_is_refused_with_actions(tmp_path):
     path = action_store(tmp_path / "s", [[1, 2, 1, 2, 1, 2]])
     with pytest.raises(StoreError, match="has actions, and a horizontal flip would swap"):
         ClipDataset(path, context=4, split="all", augment=True)
+
+
+def test_key_change_repeat_lists_the_windows_whose_keys_change(tmp_path):
+    """G's keys for a window of context 4 with a history of 2 are the two pressed after context
+    frames 3 and 4; a window counts as a change when they are not both the key before them."""
+    ids = [[0, 0, 0, 0, 0, 0, 5, 5, 5, 5], [1] * 6]
+    path = action_store(tmp_path / "s", ids)
+    plain = ClipDataset(path, context=4, split="all")
+    boosted = ClipDataset(path, context=4, split="all", key_change_repeat=3, key_history=2)
+    counts = {w: boosted.windows.count(w) for w in plain.windows}
+    # window (0, s) reads the keys after frames s+1 (the one before), s+2 and s+3; the 5 first
+    # follows frame 6, so windows 3 and 4 see it change and window 5 sees it held
+    assert counts == {**{(0, s): 1 for s in range(6)}, (0, 3): 3, (0, 4): 3, (1, 0): 1, (1, 1): 1}
+    one_key = ClipDataset(path, context=4, split="all", key_change_repeat=3, key_history=1)
+    assert sorted({w: one_key.windows.count(w) for w in plain.windows}.items()) == sorted(
+        {**counts, (0, 4): 1}.items())  # one key seen: after frames s+2 (before) and s+3
+    assert ClipDataset(path, context=4, split="all", key_change_repeat=1).windows == plain.windows

@@ -356,6 +356,18 @@ def test_checkpoint_from_before_copy_frames_copies_from_the_last_frame():
     assert build_generator(old.model, old.data.context).head.out_channels == 4
 
 
+def test_checkpoint_from_before_key_change_repeat_listed_every_window_once():
+    """A resumed run must see the batches it would have seen: a config stored before
+    ``data.key_change_repeat`` existed reads as 1, whatever today's default."""
+    from framegan.config import to_dict
+
+    cfg = to_dict(load_config(None, TINY))
+    del cfg["data"]["key_change_repeat"]
+    assert checkpoint_config({"config": cfg}).data.key_change_repeat == 1
+    cfg["data"]["key_change_repeat"] = 3
+    assert checkpoint_config({"config": cfg}).data.key_change_repeat == 3
+
+
 def test_stored_config_interpolation_is_refused_not_resolved(tmp_path, capsys, monkeypatch):
     from framegan.config import to_dict
 

@@ -98,11 +98,13 @@ def _upgrade(config: dict) -> dict:
     residual head, false the direct one. One stored before ``model.action_history`` existed saw
     one key per step; one before ``model.copy_frames`` copied from the last frame only; one
     before ``data.key_change_repeat`` listed every window once."""
-    model = config.get("model") if isinstance(config, dict) else None
-    if not isinstance(model, dict):
+    if not isinstance(config, dict):
         return config
     if isinstance(config.get("data"), dict):
         config = {**config, "data": {"key_change_repeat": 1, **config["data"]}}
+    model = config.get("model")
+    if not isinstance(model, dict):
+        return config
     model = dict(model)
     model.setdefault("action_history", 1)
     model.setdefault("copy_frames", 1)

@@ -216,6 +216,17 @@ def _decode(container, stream, errors: list[str]) -> Iterator[av.VideoFrame]:
         pass
 
 
+# The container the current thread decodes, set on each decode thread. A dropped reader sits in a
+# reference cycle (its generator holds it), so the garbage collector may finalize it on any thread,
+# its own decode thread included: that thread cannot join itself, nor close the container it is
+# in the middle of reading (it stops at its next frame, and the container goes with it).
+_decoding = threading.local()
+
+
+def _on_own_decoder(container) -> bool:
+    return getattr(_decoding, "container", None) is container
+
+
 def _prefetch(container, stream, errors: list[str]) -> Iterator[av.VideoFrame]:
     """``_decode`` in a second thread, up to ``PREFETCH`` frames ahead of the consumer.
 
@@ -242,6 +253,7 @@ def _prefetch(container, stream, errors: list[str]) -> Iterator[av.VideoFrame]:
         return False
 
     def produce() -> None:
+        _decoding.container = container
         frames = _decode(container, stream, errors)
         try:
             for vf in frames:
@@ -262,7 +274,8 @@ def _prefetch(container, stream, errors: list[str]) -> Iterator[av.VideoFrame]:
             yield item
     finally:
         stop.set()
-        thread.join()
+        if not _on_own_decoder(container):
+            thread.join()
 
 
 class VideoReader:
@@ -333,7 +346,8 @@ class VideoReader:
                     grid_k += 1
         finally:
             decoded.close()  # stops the decode thread before its container goes
-            self.container.close()
+            if not _on_own_decoder(self.container):
+                self.container.close()
         if seen == 0:
             why = f" ({errors[0][0].lower()}{errors[0][1:]})" if errors else ""
             raise VideoError(f"{self.path}: no decodable video frames{why}")

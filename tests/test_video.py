@@ -97,6 +97,40 @@ def test_decode_thread_stops_at_end_close_and_error(make_video, monkeypatch):
     assert got == [0, 1, 2, 3] and not decode_threads()
 
 
+def test_reader_collected_on_its_own_decode_thread(make_video, monkeypatch):
+    # A dropped reader is in a reference cycle, so the garbage collector may finalize it on any
+    # thread, its own decode thread included (seen: "RuntimeError: cannot join current thread").
+    # Simulated here: the decode thread itself closes the reader's generator mid-file, as the
+    # collector would; that must stop the thread quietly, without joining itself.
+    monkeypatch.setattr(video, "PREFETCH", 2)
+    path = make_video("clip.mp4", moving_square(20), fps=10)
+    original, go, done, failures = video._decode, threading.Event(), threading.Event(), []
+    holder = {}
+
+    def collected_here(container, stream, errors):
+        for k, vf in enumerate(original(container, stream, errors)):
+            if k == 3:
+                go.wait(5)
+                try:
+                    holder["reader"]._frames.close()  # what gc does to an abandoned reader
+                except Exception as e:  # noqa: BLE001 - recorded for the assertion below
+                    failures.append(e)
+                done.set()
+            yield vf
+    monkeypatch.setattr(video, "_decode", collected_here)
+    holder["reader"] = reader = iter_frames(path)
+    assert next(reader).index == 0
+    go.set()
+    assert done.wait(5)
+    assert failures == []
+    for t in decode_threads():
+        t.join(5)
+    assert not decode_threads()
+    with pytest.raises(StopIteration):
+        next(reader)  # finished, not hung
+    reader.close()  # and closing it afterwards on this thread is fine
+
+
 def test_variable_frame_rate_resamples_on_timestamps(make_timed_video):
     frames = moving_square(20)
     times = np.cumsum([0] + [0.05, 0.15] * 10)[:20]  # 0, .05, .2, .25, .4, ... 1.85

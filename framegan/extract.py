@@ -32,6 +32,7 @@ and extraction stops with an error, as it does when the video and its actions di
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 import warnings
@@ -169,6 +170,9 @@ def _store(writer: StoreWriter, video: Path, frame: Frame, action: int | None) -
     writer.add(frame.image, source=video.name, index=frame.index, time=frame.time, action=action)
 
 
+MAX_FPS = 1000.0  # resampling far above any source rate only repeats frames (and can fill a disk)
+
+
 def _check_args(videos, size, crop, fps, start, end, scene_threshold, min_segment,
                 actions) -> Preprocess:
     if not videos:
@@ -177,8 +181,12 @@ def _check_args(videos, size, crop, fps, start, end, scene_threshold, min_segmen
         raise ExtractError(f"--actions {actions}: needs exactly one video, got {len(videos)} "
                            "(sidecars beside each video are found without it)")
     prep = Preprocess(size, crop)
-    if fps is not None and not fps > 0:
-        raise ExtractError(f"--fps {fps}: must be positive")
+    for name, value in (("--fps", fps), ("--start", start), ("--end", end),
+                        ("--scene-threshold", scene_threshold)):
+        if value is not None and not math.isfinite(value):  # nan passes every comparison below
+            raise ExtractError(f"{name} {value}: must be a finite number")
+    if fps is not None and not 0 < fps <= MAX_FPS:
+        raise ExtractError(f"--fps {fps}: must be positive and at most {MAX_FPS:g}")
     if start is not None and start < 0:
         raise ExtractError(f"--start {start}: must be >= 0")
     if end is not None and end <= (start or 0):

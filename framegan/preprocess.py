@@ -20,6 +20,8 @@ from einops import repeat
 
 from framegan.video import VideoInfo, VideoReader, iter_frames, probe
 
+MAX_SIZE = 4096  # output height and width: beyond this FFmpeg's scaler refuses the frame
+
 
 class PreprocessError(ValueError):
     """Bad size or crop settings; the message is one line."""
@@ -37,6 +39,8 @@ def parse_size(text: str | int | tuple[int, int] | list[int]) -> tuple[int, int]
         raise PreprocessError(f"size {text!r}: expected N or HxW, e.g. 64 or 48x64") from None
     if len(parts) > 2 or h <= 0 or w <= 0:
         raise PreprocessError(f"size {text!r}: height and width must be positive integers")
+    if max(h, w) > MAX_SIZE:
+        raise PreprocessError(f"size {text!r}: height and width must be at most {MAX_SIZE}")
     return h, w
 
 

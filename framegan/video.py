@@ -312,7 +312,14 @@ class VideoReader:
         if start:
             # Jump to the keyframe before ``start``, then decode forward to it.
             self.container.seek(int((start + t_zero) / tb), stream=stream, backward=True)
-        convert, eps = _Converter(size_hint, crop), 1e-6
+        converter, eps = _Converter(size_hint, crop), 1e-6
+
+        def convert(vf: av.VideoFrame) -> np.ndarray:
+            try:
+                return converter(vf)
+            except av.FFmpegError as e:  # e.g. a pixel format swscale cannot scale
+                raise VideoError(f"{self.path}: cannot convert a {vf.width}x{vf.height} "
+                                 f"{vf.format.name} frame ({e})") from None
         errors: list[str] = []
         seen = 0
         prev_t = grid_t0 = None

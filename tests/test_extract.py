@@ -144,6 +144,14 @@ def test_bad_inputs_give_one_line_errors_and_no_store(make_video, tmp_path, caps
         ((good, "--start", "3", "--end", "2"), "--end 2.0: must be after --start 3.0"),
         ((good, "--start", "30"), f"{good}: no frames between start 30.0 s and end None s"),
         ((good, good, "--fps", "-1"), "--fps -1.0: must be positive"),
+        # not finite, or far beyond any use (inf fps on a file without a duration filled a disk)
+        ((good, "--fps", "inf"), "--fps inf: must be a finite number"),
+        ((good, "--fps", "1e9"), "--fps 1000000000.0: must be positive and at most 1000"),
+        ((good, "--start", "nan"), "--start nan: must be a finite number"),
+        ((good, "--end", "nan"), "--end nan: must be a finite number"),
+        ((good, "--start", "inf"), "--start inf: must be a finite number"),
+        ((good, "--scene-threshold", "nan"), "--scene-threshold nan: must be a finite number"),
+        ((good, "--size", "100000"), "size '100000': height and width must be at most 4096"),
     ]
     for argv, message in cases:
         assert message in bad(capsys, tmp_path, *argv)

@@ -131,6 +131,17 @@ def test_reader_collected_on_its_own_decode_thread(make_video, monkeypatch):
     reader.close()  # and closing it afterwards on this thread is fine
 
 
+def test_conversion_failure_is_a_one_line_video_error(make_video, monkeypatch):
+    path = make_video("clip.mp4", moving_square(4))
+
+    def refuse(self, frame):  # what swscale answers for a size or format it cannot scale
+        raise av.error.ArgumentError(22, "Invalid argument")
+    monkeypatch.setattr(video._Converter, "__call__", refuse)
+    with pytest.raises(VideoError, match=r"clip.mp4: cannot convert a 64x48 yuv444p frame"):
+        list(iter_frames(path, size_hint=(16, 16)))
+    assert not decode_threads()
+
+
 def test_variable_frame_rate_resamples_on_timestamps(make_timed_video):
     frames = moving_square(20)
     times = np.cumsum([0] + [0.05, 0.15] * 10)[:20]  # 0, .05, .2, .25, .4, ... 1.85

@@ -2,13 +2,17 @@
 
 Each entry point has ``main(argv=None) -> int``: it parses with ``Parser`` and runs its work
 under ``run_main``, so bad input ends as ``error: <one line>`` on stderr and exit code 2 (never a
-traceback or a usage dump), and Ctrl-C as exit code 130.
+traceback or a usage dump), Ctrl-C as exit code 130 and ``kill`` (SIGTERM) as 143, both after
+the same clean-up (temp files and half-built stores removed).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 
 
@@ -90,14 +94,40 @@ def resolve_device(name: str, label: str | None = None, local_rank: int | None =
     return device
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C so that every ``with`` and ``finally``
+    cleans up (by default Python dies at once and leaves half-built output behind)."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds():
+    # Only in a plain process's main thread: under torchrun (WORLD_SIZE > 1) the launcher's
+    # SIGTERM to every rank must not start unwinding through collective calls.
+    if threading.current_thread() is not threading.main_thread() or \
+            int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_main(work: Callable[[], object], errors: tuple[type[BaseException], ...] = (),
              interrupted: str = "interrupted; nothing written") -> int:
     """Run ``work``; ``UsageError``, ``errors`` and ``OSError`` (a missing or unwritable path, a
-    full disk) become ``error: <message>`` and exit code 2, Ctrl-C prints ``interrupted``, 130.
-    ``--help`` returns 0 instead of raising ``SystemExit``. An error with ``reported = True`` was
-    already printed where it was raised (a torchrun rank before its closing barrier)."""
+    full disk) become ``error: <message>`` and exit code 2, Ctrl-C prints ``interrupted``, 130
+    (SIGTERM the same, 143). ``--help`` returns 0 instead of raising ``SystemExit``. An error
+    with ``reported = True`` was already printed where it was raised (a torchrun rank before its
+    closing barrier)."""
     try:
-        work()
+        with _sigterm_unwinds():
+            work()
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else 0
     except (UsageError, *errors) as e:
@@ -108,7 +138,7 @@ def run_main(work: Callable[[], object], errors: tuple[type[BaseException], ...]
         where = f"{e.filename}: " if e.filename else ""
         print(f"error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         print(interrupted, file=sys.stderr)
-        return 130
+        return 143 if isinstance(e, Terminated) else 130
     return 0

@@ -21,13 +21,17 @@ whole store and ``names`` their names (``str(id)`` where none is known).
 
 Writing streams: each frame (and its action) is appended to the open segment files as it comes
 and the ``.npy`` headers get their frame count when the segment closes, so memory stays flat in video length. A new
-store is built in a temp directory renamed into place at the end; an append adds segment files and
-then replaces the manifest atomically. Any failure removes what was written.
+store is built in a temp directory renamed into place at the end; an append writes its segment
+files under temp names, renames them and then replaces the manifest atomically. Any failure
+removes what was written. A writer killed outright (``kill -9``, a power cut) cannot clean up:
+its temp names carry its process id, and the next writer of the same store removes what a dead
+process left (``_sweep``).
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import struct
 import tempfile
@@ -206,6 +210,37 @@ class _NpyStream:
         self.file.close()
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _sweep(path: Path) -> None:
+    """Remove what writers of store ``path`` that died mid-write left: their temp stores and
+    swapped-out old stores beside it, and appended segment files inside it. Only names that
+    carry a process id that no longer runs (a live writer's files stay)."""
+    name = re.escape(path.name)
+    beside = re.compile(rf"\.{name}\.(?:(\d+)\.[a-z0-9_]+\.tmp|old-(\d+))$")
+    inside = re.compile(r"\.(\d+)\.\d{6}(?:\.actions)?\.npy$")
+    found = []
+    if path.parent.is_dir():
+        found += [(p, beside.match(p.name)) for p in path.parent.iterdir() if p.name.startswith(".")]
+    if (path / "segments").is_dir():
+        found += [(p, inside.match(p.name)) for p in (path / "segments").iterdir() if p.name.startswith(".")]
+    for p, m in found:
+        if m is None or _alive(int(m.group(1) or m.group(2))):
+            continue
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+
+
 class StoreWriter:
     """Stream frames into a new store (or append to one). Use as a context manager: leaving the
     block normally commits, an exception aborts and removes everything this writer wrote.
@@ -231,6 +266,7 @@ class StoreWriter:
         self._segment_values: set[int] = set()   # ... and of the open one
         self._names: dict[int, str] = {}         # known names only (never the str(id) fallback)
         self._done = False
+        _sweep(self.path)
         if self.appending:
             store = open_store(self.path)
             self._check_compatible(store)
@@ -244,8 +280,8 @@ class StoreWriter:
             self._check_target(overwrite)
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self.root = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".tmp",
-                                                  dir=self.path.parent))
+                self.root = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.{os.getpid()}.",
+                                                  suffix=".tmp", dir=self.path.parent))
             except OSError as e:
                 raise StoreError(f"{self.path}: cannot write here ({e.strerror or e})") from None
             self.entries, self._next = [], 0
@@ -305,19 +341,28 @@ class StoreWriter:
         if self._segment is None:
             name = f"segments/{self._next:06d}.npy"
             self._next += 1
-            self._segment = _NpyStream(self.root / name, np.uint8, (*self.size, 3))
-            self._created.append(self.root / name)
+            self._segment = _NpyStream(self._writing(name), np.uint8, (*self.size, 3))
+            self._created.append(self._segment.path)
             self._meta = {"file": name, "frames": 0, "source": source,
                           "start_frame": int(index), "start_time": round(float(time), 6)}
             if self.has_actions:
                 name = f"segments/{self._next - 1:06d}.actions.npy"
-                self._actions = _NpyStream(self.root / name, np.int64, ())
-                self._created.append(self.root / name)
+                self._actions = _NpyStream(self._writing(name), np.int64, ())
+                self._created.append(self._actions.path)
                 self._meta["actions"] = name
         self._segment.write(image)
         if self._actions is not None:
             self._actions.write(int(action))
             self._segment_values.add(int(action))
+
+    def _writing(self, name: str) -> Path:
+        """Where segment file ``name`` is written: in place in a new store's temp directory; in a
+        store being appended to, under a temp name with this process's id (``_sweep``), renamed
+        to ``name`` at commit."""
+        if not self.appending:
+            return self.root / name
+        final = self.root / name
+        return final.with_name(f".{os.getpid()}.{final.name}")
 
     def cut(self) -> None:
         """Close the open segment (if any); one shorter than ``min_segment`` is deleted."""
@@ -360,6 +405,11 @@ class StoreWriter:
         if self.has_actions:
             values = self.action_values
             manifest["actions"] = {"values": values, "names": [self._names.get(v, str(v)) for v in values]}
+        if self.appending:  # the new segment files take their names; the manifest lists them
+            final = [p.with_name(p.name.split(".", 2)[2]) for p in self._created]
+            for tmp, name in zip(self._created, final):
+                os.replace(tmp, name)
+            self._created = final
         fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".tmp", dir=self.root)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(manifest, f, indent=1)

@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -451,3 +452,59 @@ def test_jittered_timestamps_still_align(make_timed_video, tmp_path):
     np.save(tmp_path / "jitter.actions.npy", np.arange(20) * 10)
     extract([video], tmp_path / "s", size=(48, 80), progress=False)
     assert stored(tmp_path / "s") == [(list(range(20)), [10 * i for i in range(20)])]
+
+
+# A slowed extraction in a child process (10 ms per stored frame), to signal mid-write.
+SLOW_EXTRACT = """
+import sys, time
+import framegan.extract as e
+store = e._store
+e._store = lambda *a: (time.sleep(0.01), store(*a))
+sys.exit(e.main(sys.argv[1:]))
+"""
+
+
+def _signal_mid_write(argv, parent: Path, pattern: str, signum: int) -> subprocess.CompletedProcess:
+    """Start the slowed extraction, wait until a file matching ``pattern`` exists under
+    ``parent`` (what it writes), then send ``signum``."""
+    child = subprocess.Popen([sys.executable, "-c", SLOW_EXTRACT, *map(str, argv), "--quiet"],
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(parent.glob(pattern)) and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.2)  # a few frames into it
+    child.send_signal(signum)
+    out, err = child.communicate(timeout=60)
+    return subprocess.CompletedProcess(child.args, child.returncode, out, err)
+
+
+def hidden(path: Path) -> list[str]:
+    return sorted(p.name for p in path.iterdir() if p.name.startswith("."))
+
+
+def test_kill_leaves_nothing_a_rerun_does_not_sweep(make_video, tmp_path):
+    import signal
+
+    video = make_video("game.mp4", moving_square(200, 64, 64))
+    store = tmp_path / "store"
+    # SIGTERM unwinds like Ctrl-C: the half-built store goes, exit 143
+    done = _signal_mid_write([video, "--out", store], tmp_path, ".store.*.tmp/segments/*", signal.SIGTERM)
+    assert done.returncode == 143 and "interrupted; nothing written" in done.stderr, done.stderr
+    assert hidden(tmp_path) == [] and not store.exists()
+    # kill -9 cannot clean up; the next writer of the store removes what the dead process left
+    done = _signal_mid_write([video, "--out", store], tmp_path, ".store.*.tmp/segments/*", signal.SIGKILL)
+    assert done.returncode == -9
+    assert [n.split(".")[1] for n in hidden(tmp_path)] == ["store"]  # .store.<pid>.<random>.tmp
+    live = tmp_path / f".store.{os.getpid()}.abcd1234.tmp"  # a writer still running: left alone
+    live.mkdir()
+    assert main([str(video), "--out", str(store), "--quiet"]) == 0
+    assert hidden(tmp_path) == [live.name] and len(open_store(store)) == 200
+    live.rmdir()
+    # an append killed mid-write leaves its segment files under temp names inside the store
+    done = _signal_mid_write([video, "--out", store, "--append"], store / "segments", ".*.npy", signal.SIGKILL)
+    assert done.returncode == -9 and hidden(store / "segments")
+    assert len(open_store(store)) == 200  # the manifest never listed them
+    assert main([str(video), "--out", str(store), "--append", "--quiet"]) == 0
+    assert hidden(store / "segments") == [] and hidden(tmp_path) == []
+    assert len(open_store(store)) == 400
+    assert sorted(p.name for p in (store / "segments").iterdir()) == ["000000.npy", "000001.npy"]

@@ -158,7 +158,13 @@ class _Converter:
         node = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format,
                                 time_base=frame.time_base or Fraction(1, 1000))
         x, y, w, h = self.crop
-        chain = [("crop", f"{w}:{h}:{x}:{y}:exact=1")]  # exact: no rounding to the chroma grid
+        chain = []
+        name = frame.format.name
+        if name.startswith("yuv") and "444" not in name and frame.format.components[0].bits > 8:
+            # FFmpeg's exact crop of high-bit-depth subsampled frames at an odd x scrambles their
+            # colours (white came back [50, 255, 0], tests/test_video.py): unsubsample first
+            chain.append(("format", "yuv444p16le"))
+        chain.append(("crop", f"{w}:{h}:{x}:{y}:exact=1"))  # exact: no rounding to the chroma grid
         if self.size is not None:
             chain.append(("scale", f"{self.size[1]}:{self.size[0]}:flags=area"))
         chain.append(("format", small_format))

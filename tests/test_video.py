@@ -142,6 +142,27 @@ def test_conversion_failure_is_a_one_line_video_error(make_video, monkeypatch):
     assert not decode_threads()
 
 
+@pytest.mark.parametrize("pix_fmt", ["yuv420p", "yuv420p10le"])
+def test_odd_crop_offset_keeps_colour_at_any_bit_depth(tmp_path, pix_fmt):
+    # FFmpeg's exact crop of a high-bit-depth 4:2:0 frame at an odd x scrambled its colours
+    # (white came back [50, 255, 0]); a centre crop of 854x480 starts at x = 187.
+    frames = moving_square(6, 64, 66)
+    path = tmp_path / "clip.mp4"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt, s.options = 66, 64, pix_fmt, {"crf": "10"}
+        for i, f in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(f, format="rgb24").reformat(format=pix_fmt)
+            vf.pts = i
+            c.mux(s.encode(vf))
+        c.mux(s.encode(None))
+    prep = Preprocess((16, 16), "center")  # the 64x64 square at x = 1
+    out = list(prep.iter_video(path))
+    assert len(out) == 6
+    for f, ref in zip(out, frames):
+        assert mean_abs(f.image, prep(ref)) < 4.0, pix_fmt
+
+
 def test_variable_frame_rate_resamples_on_timestamps(make_timed_video):
     frames = moving_square(20)
     times = np.cumsum([0] + [0.05, 0.15] * 10)[:20]  # 0, .05, .2, .25, .4, ... 1.85

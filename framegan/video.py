@@ -284,6 +284,21 @@ def _prefetch(container, stream, errors: list[str]) -> Iterator[av.VideoFrame]:
             thread.join()
 
 
+def _seek_before(container, stream, target: int) -> bool:
+    """Seek to the keyframe at or before pts ``target``, as ``backward=True`` asks; False where
+    the demuxer lands after it (or past the last frame) and the caller must decode from the start.
+    Checked by decoding the first frame there, then seeking again (the same landing)."""
+    container.seek(target, stream=stream, backward=True)
+    try:
+        first = next(iter(_decode(container, stream, [])), None)
+    except av.FFmpegError:
+        first = None
+    if first is None or (first.pts is not None and first.pts > target):
+        return False
+    container.seek(target, stream=stream, backward=True)
+    return True
+
+
 class VideoReader:
     """Iterator of ``Frame`` from one file (see ``iter_frames``); counts what it decoded."""
 
@@ -315,9 +330,13 @@ class VideoReader:
         stream.thread_type = "AUTO"  # frame/slice threads inside the decoder
         tb = float(stream.time_base or Fraction(1, 1000))  # float: Fraction math is slow per frame
         t_zero = stream.start_time * tb if stream.start_time is not None else 0.0
-        if start:
-            # Jump to the keyframe before ``start``, then decode forward to it.
-            self.container.seek(int((start + t_zero) / tb), stream=stream, backward=True)
+        if start and not _seek_before(self.container, stream, int((start + t_zero) / tb)):
+            # The demuxer landed after ``start`` (MPEG-TS seeks to the keyframe *after* it):
+            # decode from the beginning instead, skipping up to ``start`` below.
+            self.container.close()
+            self.container, self.stream = _open(self.path)
+            stream = self.stream
+            stream.thread_type = "AUTO"
         converter, eps = _Converter(size_hint, crop), 1e-6
 
         def convert(vf: av.VideoFrame) -> np.ndarray:

@@ -163,6 +163,27 @@ def test_odd_crop_offset_keeps_colour_at_any_bit_depth(tmp_path, pix_fmt):
         assert mean_abs(f.image, prep(ref)) < 4.0, pix_fmt
 
 
+def test_start_in_mpeg_ts_is_exact(tmp_path):
+    # The TS demuxer seeks to the keyframe *after* the target: --start 2.5 began at 3.0 s
+    # (frames silently lost), and a file with one keyframe had "no decodable video frames".
+    frames = moving_square(60, 64, 64)
+    for keyint in (15, 1000):
+        path = tmp_path / f"k{keyint}.ts"
+        with av.open(str(path), "w") as c:
+            s = c.add_stream("libx264", rate=15)
+            s.width, s.height, s.pix_fmt = 64, 64, "yuv444p"
+            s.options = {"crf": "18", "g": str(keyint), "keyint_min": str(keyint)}
+            for i, f in enumerate(frames):
+                vf = av.VideoFrame.from_ndarray(f, format="rgb24")
+                vf.pts = i
+                c.mux(s.encode(vf))
+            c.mux(s.encode(None))
+        got = list(iter_frames(path, start=2.5, end=3.5))
+        assert [f.index for f in got] == list(range(38, 53)), keyint
+        for f in got:
+            assert mean_abs(f.image, frames[f.index]) < 3.0
+
+
 def test_variable_frame_rate_resamples_on_timestamps(make_timed_video):
     frames = moving_square(20)
     times = np.cumsum([0] + [0.05, 0.15] * 10)[:20]  # 0, .05, .2, .25, .4, ... 1.85

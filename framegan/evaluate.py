@@ -176,7 +176,8 @@ DECISIVE = 0.25  # [0, 1] scale: some pixel differs this much between two classe
 
 
 @torch.no_grad()
-def latent_report(Q, G, dataset, windows: list[int], seed: int = 0, batch_size: int = 32) -> dict:
+def latent_report(Q, G, dataset, windows: list[int], seed: int = 0, batch_size: int = 32,
+                  action_map: np.ndarray | None = None) -> dict:
     """How a latent-action model's classes (``model.z_classes``) are used, through its inverse
     model q(class | context, next frame), on the *decisive* steps: those where G's predictions
     for two classes differ somewhere by more than ``DECISIVE`` (elsewhere every class draws the
@@ -188,17 +189,23 @@ def latent_report(Q, G, dataset, windows: list[int], seed: int = 0, batch_size: 
     - with recorded keys, ``purity``: the share of decisive real steps whose key is the most
       common key of their class (1 = every class stands for one key in every context), beside
       ``chance``: the most common key's share, what one class for everything would score.
+
+    G and q see the last ``G.context`` frames of the dataset's context (a baseline may need more);
+    ``action_map``: store action index -> the model's (``actions.index_map``), as in
+    ``evaluate_models``.
     """
     K, C = dataset.context, Q.classes
+    keymap = None if action_map is None else torch.as_tensor(action_map)
     gen = torch.Generator().manual_seed(seed)
     labels, keys, hits, seen, total = [], [], torch.zeros(C), 0, 0
     for i in range(0, len(windows), batch_size):
         items = [dataset[j] for j in windows[i:i + batch_size]]
         clip = torch.stack([f for f, _ in items])
         recorded = torch.stack([a for _, a in items])
-        acts = recorded[:, K - 1]
-        ctx, real = clip[:, :K], clip[:, K]
-        a = step_actions(recorded, K, history=getattr(G, "action_history", 1)) if G.num_actions else None
+        acts = recorded[:, K - 1]  # store indices: purity counts the store's keys
+        ctx, real = clip[:, K - G.context:K], clip[:, K]
+        model_keys = recorded if keymap is None or not G.num_actions else keymap[recorded]
+        a = step_actions(model_keys, K, history=getattr(G, "action_history", 1)) if G.num_actions else None
         preds = torch.stack([G(ctx, G.sample_z(len(ctx), generator=gen, classes=torch.full((len(ctx),), c)), a)
                              for c in range(C)])                                  # (C, B, C, H, W)
         gap = reduce(preds.amax(0) - preds.amin(0), "b ch h w -> b", "max") / 2  # [0, 1] scale
@@ -607,7 +614,8 @@ def run(args) -> dict:
     for name, Q in inverses.items():
         if Q is not None:
             results["models"][name]["latent"] = latent_report(
-                Q, models[name], dataset, pick_windows(len(dataset), args.max_windows), args.seed)
+                Q, models[name], dataset, pick_windows(len(dataset), args.max_windows), args.seed,
+                action_map=action_maps.get(name))
     print(f"{results['windows']} {args.split} windows of {args.data} (K={K}, T={args.horizon}), "
           f"seed {args.seed}, {results['backend']} {results['precision']}; moving area: change > "
           f"{round(metrics.MOVING_THRESHOLD * 255)}/255 from the last context frame")

@@ -220,8 +220,8 @@ def write_output(path: Path, context: np.ndarray, future: np.ndarray, truth: np.
     """``future`` uint8 (S, T, H, W, 3) to ``path`` in the format its suffix names."""
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        with atomic_path(path) as tmp:
-            np.save(tmp, future)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.save(f, future)  # a file object: to a path not ending in ".npy" np.save adds one
     elif suffix == ".png":
         from PIL import Image
 

@@ -325,3 +325,81 @@ def test_delta_se_is_zero_for_a_constant_gain_and_shrinks_with_more_windows():
     w[7] = 0
     assert delta_se(true, other, w)[0].max() < 1e-6
 
+
+
+def _latent_checkpoint(path, context, actions=0, action_values=None):
+    """A tiny latent-action run (2 classes, its inverse model q), with keys when ``actions``."""
+    from framegan.checkpoint import save_checkpoint
+    from framegan.config import load_config, to_dict
+    from framegan.nets import build_generator
+    from framegan.nets.inverse import InverseModel
+
+    cfg = load_config(None, ["model.width=8", "model.depth=2", "model.z_dim=0", "model.z_classes=2",
+                             "model.output=direct", f"data.context={context}", "loss.variety_k=2",
+                             f"model.actions={actions}"])
+    torch.manual_seed(0)
+    G = build_generator(cfg.model, context)
+    store = {"size": [SIZE, SIZE], "crop": "none", "fps": 10.0}
+    if actions:
+        store["actions"] = {"values": action_values, "names": [str(v) for v in action_values]}
+    save_checkpoint(path, {"step": 0, "config": to_dict(cfg), "G": G.state_dict(), "G_ema": G.state_dict(),
+                           "Q": InverseModel(context, 2).state_dict(), "store": store})
+    return path
+
+
+def test_latent_report_beside_a_baseline_with_a_longer_context(tmp_path, capsys):
+    # The report gave q and G the dataset's whole context (the baseline's 6 frames): a traceback
+    # after every rollout was done.
+    store = write_store(tmp_path / "s", sliding_square(16))
+    short = _latent_checkpoint(tmp_path / "short.pt", K)
+    longer = make_checkpoint(tmp_path / "longer.pt")  # K frames too; now one with K + 2
+    from framegan.checkpoint import load_checkpoint, save_checkpoint
+    state = load_checkpoint(longer)
+    from framegan.config import load_config, to_dict
+    from framegan.nets import build_generator
+    cfg = load_config(None, ["model.width=8", "model.depth=2", "model.z_dim=0", "model.z_classes=0",
+                             "model.output=direct", f"data.context={K + 2}", "loss.variety_k=1"])
+    G6 = build_generator(cfg.model, K + 2)
+    save_checkpoint(longer, {**state, "config": to_dict(cfg), "G": G6.state_dict(), "G_ema": G6.state_dict()})
+    out = tmp_path / "e"
+    assert main(["--checkpoint", str(short), "--baseline", str(longer), "--data", str(store), "--split", "all",
+                 "--horizon", "2", "--max-windows", "3", "--out", str(out)]) == 0, capsys.readouterr().err
+    r = json.loads((out / "metrics.json").read_text())
+    assert r["context"] == K + 2 and r["models"]["short"]["latent"]["steps"] == 3
+
+
+def test_latent_report_plays_the_models_own_key_indices(tmp_path):
+    # On a store with another action set than the model's (here 3 and 4 of the model's 0, 3, 4)
+    # the report fed G the store's indices (0, 1: the model's keys 0 and 3) instead of the model's.
+    from framegan.actions import index_map
+    from framegan.checkpoint import checkpoint_config, generator_from_state, inverse_from_state, load_checkpoint
+    from framegan.evaluate import latent_report
+    from framegan.store import StoreWriter
+
+    frames = sliding_square(16)
+    with StoreWriter(tmp_path / "s", size=(SIZE, SIZE), fps=10, actions=True) as w:
+        for i, f in enumerate(frames):
+            w.add(f, source="test", action=3 if i % 3 else 4)
+    path = _latent_checkpoint(tmp_path / "keys.pt", K, actions=3, action_values=[0, 3, 4])
+    state = load_checkpoint(path)
+    cfg = checkpoint_config(state, path)
+    G, Q = generator_from_state(state, cfg, path), inverse_from_state(state, cfg, path)
+    fed = []
+
+    class Spy(torch.nn.Module):
+        context, num_actions, action_history = G.context, G.num_actions, G.action_history
+
+        def sample_z(self, *a, **k):
+            return G.sample_z(*a, **k)
+
+        def forward(self, x, z, a):
+            fed.append(a.clone())
+            return G(x, z, a)
+    ds = ClipDataset(tmp_path / "s", context=K, horizon=1, split="all")
+    keymap = index_map(ds.store.action_values, [0, 3, 4])
+    assert keymap.tolist() == [1, 2]
+    windows = [0, 4, 8]
+    latent_report(Q, Spy(), ds, windows, action_map=keymap)
+    recorded = ds.window_actions(windows)  # store indices
+    expect = torch.as_tensor(keymap)[recorded[:, K - G.action_history:K]]
+    assert fed and all(torch.equal(a, expect) for a in fed)

@@ -108,6 +108,11 @@ def test_npy_shape_and_sample_diversity(setup, capsys):
                     "--out", tmp / "d.npy"], capsys)[0] == 0
     d = np.load(tmp / "d.npy")
     assert np.array_equal(d[0], d[1])
+    # an upper-case suffix: np.save would have added ".npy" to the temp name, leaving the target empty
+    assert run_cli(["--checkpoint", det, "--context", store, "--horizon", 2, "--samples", 2,
+                    "--out", tmp / "UP.NPY"], capsys)[0] == 0
+    assert np.array_equal(np.load(tmp / "UP.NPY"), d)
+    assert not [p.name for p in tmp.iterdir() if p.name.startswith(".")]
 
 
 def test_png_grid_layout(setup, capsys):

@@ -83,6 +83,23 @@ def test_sample_game_video_every_episode_boundary_and_nothing_else(tmp_path):
     assert lengths == [len(e.frames) for e in sample_game.episodes(60, seed=1)]
 
 
+def test_sample_game_episode_starts_found_by_the_detector_alone(tmp_path):
+    # The test above passes with the recorder's cuts file too; here the detector sees only the
+    # frames (decoded from the video, as extraction does): most new palettes on a moved or
+    # familiar layout are cuts, and nothing inside an episode is.
+    from framegan.preprocess import Preprocess
+    from framegan.video import write_video
+
+    episodes = list(sample_game.episodes(60, seed=0))
+    video = tmp_path / "sample.mp4"
+    write_video(video, (f for e in episodes for f in e.frames), 15)
+    frames = np.stack([f.image for f in Preprocess(64, "none").iter_video(video)])
+    starts = set(np.cumsum([len(e.frames) for e in episodes])[:-1].tolist())
+    found = detections(frames)
+    assert set(found) <= starts  # no false cut
+    assert len(found) >= 50  # of 59 (23 before the moved-layout and blend-colour tests)
+
+
 def test_extracting_pans_with_flashes_keeps_each_scene_whole(make_video, tmp_path):
     frames = np.concatenate([pan(5, 40, 4), pan(6, 40, 6)])
     video = make_video("pans.mp4", frames, fps=15)

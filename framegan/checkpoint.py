@@ -5,11 +5,14 @@ A checkpoint is a plain dict of tensors and Python primitives, so it loads with
 
 Keys:  format, version, step, config (plain dict, see ``config.to_dict``), store (the frame-store
 preprocessing: size, crop, fps — rollout resizes a video context the same way), G, G_ema, D,
-opt_g, opt_d, scaler, rng.  Inference needs only config + G_ema (+ store).
+opt_g, opt_d, scaler, rng.  Inference needs only config + G_ema (+ store). Loading checks the
+types of these parts, so a malformed file is a one-line ``CheckpointError`` naming it and what is
+wrong, never a traceback in whichever command meets it first.
 """
 from __future__ import annotations
 
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -41,22 +44,33 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
         torch.save(state, tmp)
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """Load with ``weights_only=True``; a file that cannot be read as a framegan checkpoint is a
-    one-line ``CheckpointError``. Anything else (out of memory, Ctrl-C) passes through: the file
-    is read to the CPU first, so only reading it can fail inside the ``except``, and the tensors
-    move to ``map_location`` afterwards."""
+def check_path(path: str | Path) -> Path:
+    """``path`` if a file is there, else a one-line ``CheckpointError``: the commands check it
+    before their output directory, whose default lies beside the checkpoint."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: checkpoint not found")
     if path.is_dir():
         raise CheckpointError(f"{path}: is a directory, expected a checkpoint file")
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """Load with ``weights_only=True``; a file that cannot be read as a framegan checkpoint is a
+    one-line ``CheckpointError``. Anything else (out of memory, Ctrl-C) passes through: the file
+    is read to the CPU first, so only reading it can fail inside the ``except``, and the tensors
+    move to ``map_location`` afterwards."""
+    path = check_path(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+        with warnings.catch_warnings():  # a second stderr line before the one-line error
+            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
         # torch's own message advises weights_only=False: exactly what a stranger's file must not get.
-        raise CheckpointError(f"{path}: refused to load: it holds pickled objects or code, not plain "
-                              f"tensors (framegan loads with weights_only=True)") from None
+        if _refused(path, e):
+            raise CheckpointError(f"{path}: refused to load: it holds pickled objects or code, not plain "
+                                  f"tensors (framegan loads with weights_only=True)") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint (not a file torch.save wrote)") from None
     except torch.OutOfMemoryError:
         raise
     except UNREADABLE as e:
@@ -66,7 +80,59 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if state.get("version") != VERSION:
         raise CheckpointError(f"{path}: checkpoint version {state.get('version')} is not supported "
                               f"(this framegan reads version {VERSION})")
+    _check_structure(state, path)
     return _to_device(state, torch.device(map_location))
+
+
+# The first bytes of a pickle of protocol 2 to 5 (PROTO opcode, protocol): what torch.save's
+# legacy format and the pickle module write (a zip checkpoint holds its pickle inside).
+PICKLE_HEADERS = tuple(bytes([0x80, p]) for p in range(2, 6))
+
+
+def _refused(path: Path, e: pickle.UnpicklingError) -> bool:
+    """Did torch's weights-only unpickler refuse what a real pickle holds (an object, code)? Its
+    message starts "Weights only load failed" for any file it gives up on; bytes that are no
+    pickle at all (text, an .npy, an .onnx, a video: not zip files, so read as a legacy stream)
+    fail as "Unsupported operand <first byte>". Measured with torch 2.14."""
+    message = str(e)
+    if "Weights only load failed" not in message:
+        return False
+    if "Unsupported operand" not in message:  # "Unsupported global ...": an object it will not build
+        return True
+    with open(path, "rb") as f:
+        return f.read(2) in PICKLE_HEADERS  # a pickle, but one torch.save did not write
+
+
+# Weight sets a framegan checkpoint may hold, each a state_dict (names -> tensors).
+WEIGHTS = ("G", "G_ema", "D", "Q")
+
+
+def _check_structure(state: dict, path: Path) -> None:
+    """Refuse, in one line, a checkpoint whose parts have the wrong types (a stranger's file, or
+    one edited by hand), so no command meets them as a traceback later. Which parts a command
+    needs it checks itself (``checkpoint_config``, ``generator_from_state``). ``store: None``
+    reads as no store info, as a missing key does."""
+    if "config" in state and not isinstance(state["config"], dict):
+        raise CheckpointError(f"{path}: its stored config is a {type(state['config']).__name__}, "
+                              f"not a mapping of settings")
+    for key in WEIGHTS:
+        weights = state.get(key)
+        if key in state and not (isinstance(weights, dict) and all(
+                isinstance(k, str) and torch.is_tensor(v) for k, v in weights.items())):
+            raise CheckpointError(f"{path}: [{key}] is not a set of weights (names -> tensors)")
+    if state.get("store") is None:
+        state["store"] = {}
+    store = state["store"]
+    if not isinstance(store, dict):
+        raise CheckpointError(f"{path}: its store info is a {type(store).__name__}, not a mapping")
+    size = store.get("size")
+    if size is not None and not (isinstance(size, (list, tuple)) and len(size) == 2 and all(
+            isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in size)):
+        raise CheckpointError(f"{path}: its stored frame size {size!r} is not [height, width]")
+    actions = store.get("actions")
+    if actions is not None and not (isinstance(actions, dict) and all(
+            isinstance(actions.get(k, []), (list, tuple)) for k in ("values", "names"))):
+        raise CheckpointError(f"{path}: its stored actions are not lists of values and names")
 
 
 def _to_device(obj, device: torch.device):
@@ -84,9 +150,13 @@ def checkpoint_config(state: dict, path: str | Path = "checkpoint") -> Config:
     a checkpoint from before action input existed has no such key (it reads as -1, auto) and had
     no action input, which is what the count of its stored action values (none) says. One from
     before ``model.output`` existed is read with the head it had (``_upgrade``)."""
+    config = state.get("config")
+    if not isinstance(config, dict):  # load_checkpoint refuses other types; a bare dict may hold anything
+        what = "no training config" if config is None else f"a config that is a {type(config).__name__}"
+        raise CheckpointError(f"{path}: holds {what}, not a mapping of settings")
     try:
-        cfg = from_dict(_upgrade(state["config"]))
-    except (KeyError, ConfigError) as e:
+        cfg = from_dict(_upgrade(config))
+    except ConfigError as e:
         raise CheckpointError(f"{path}: stored config is unusable ({e})") from None
     if cfg.model.actions < 0:
         cfg.model.actions = len(((state.get("store") or {}).get("actions") or {}).get("values") or [])
@@ -118,7 +188,7 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", ema: bo
     """(G in eval mode, Config, store-info dict) from a checkpoint, for rollout and evaluation."""
     state = load_checkpoint(path)
     cfg = checkpoint_config(state, path)
-    return generator_from_state(state, cfg, path, device, ema), cfg, state.get("store", {})
+    return generator_from_state(state, cfg, path, device, ema), cfg, state.get("store") or {}
 
 
 def generator_from_state(state: dict, cfg: Config, path: str | Path = "checkpoint",
@@ -126,8 +196,10 @@ def generator_from_state(state: dict, cfg: Config, path: str | Path = "checkpoin
     """G (eval mode) from an already loaded checkpoint ``state`` (G_ema unless ``ema`` is False)."""
     from framegan.nets import build_generator  # late import: nets are heavier than this module
 
+    if "G_ema" not in state and "G" not in state:
+        raise CheckpointError(f"{path}: holds no generator weights (neither G_ema nor G)")
     G = build_generator(cfg.model, cfg.data.context)
-    key = "G_ema" if ema and "G_ema" in state else "G"
+    key = "G_ema" if (ema and "G_ema" in state) or "G" not in state else "G"
     load_weights(G, state[key], f"{path} [{key}]")
     return G.to(device).eval()
 

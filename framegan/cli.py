@@ -118,6 +118,13 @@ def _sigterm_unwinds():
         signal.signal(signal.SIGTERM, previous)
 
 
+def os_error(e: OSError) -> str:
+    """One line for a missing or unwritable path, a full disk: ``<path>: <what is wrong>`` (the
+    path alone tells the user which of their arguments it is)."""
+    where = f"{e.filename}: " if e.filename else ""
+    return f"{where}{e.strerror or e}"
+
+
 def run_main(work: Callable[[], object], errors: tuple[type[BaseException], ...] = (),
              interrupted: str = "interrupted; nothing written") -> int:
     """Run ``work``; ``UsageError``, ``errors`` and ``OSError`` (a missing or unwritable path, a
@@ -135,8 +142,7 @@ def run_main(work: Callable[[], object], errors: tuple[type[BaseException], ...]
             print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:
-        where = f"{e.filename}: " if e.filename else ""
-        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+        print(f"error: {os_error(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
         print(interrupted, file=sys.stderr)

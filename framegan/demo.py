@@ -1,7 +1,10 @@
 """python -m framegan.demo — the whole day on the built-in sample gameplay, in minutes on a CPU.
 
 sample gameplay (mp4) -> frame store -> short GAN training -> rollout GIF -> evaluation table.
-Re-running continues the same run (runs/demo) instead of starting over.
+Re-running continues the same run (runs/demo) instead of starting over: with more --steps it
+trains on to them (on the run's own schedule), with as many or fewer it only rolls out and
+evaluates again. Another --precision is another run: it says so and names the way out (--run
+DIR), rather than mixing two runs in one directory.
 """
 from __future__ import annotations
 
@@ -14,6 +17,45 @@ from framegan.sample_game import build_sample_store, episodes
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
 
 
+def train_overrides(steps: int, precision: str, run: Path) -> list[str]:
+    """The demo's overrides of the default config for ``--steps``/``--precision`` in ``run``.
+    Where ``run`` already holds a demo run, they continue it: a resume may change how long a run
+    goes, not what it computes, so the relax schedule (derived from --steps) stays the run's
+    own; a change it cannot continue (another --precision) is a ``UsageError`` saying what to do."""
+    from framegan.config import RESUME_MAY_CHANGE
+
+    # The relax weight decays to its floor by 80 % of training (evolving WTA), as the default's 800 of 1000.
+    relax = int(0.8 * steps)
+    old = _run_config(run)
+    if old is not None:
+        was = getattr(old.train.precision, "value", old.train.precision)
+        if was != precision and "train.precision" not in RESUME_MAY_CHANGE:
+            raise UsageError(f"{run} holds a demo run trained with --precision {was}: pass --precision {was} "
+                             f"to continue it, --run DIR to start another, or delete {run} to start over")
+        if old.loss.variety_relax_steps != relax:
+            if steps > old.train.steps:  # as many steps or fewer: nothing to train, nothing to say
+                print(f"note: {run} continues to {steps} steps on the relax schedule it started with "
+                      f"(loss.variety_relax_steps={old.loss.variety_relax_steps}); --run DIR starts a "
+                      f"fresh run on the schedule of --steps {steps}")
+            relax = old.loss.variety_relax_steps
+    return [f"train.steps={steps}", f"loss.variety_relax_steps={relax}", f"run.dir={run}",
+            f"train.precision={precision}"]
+
+
+def _run_config(run: Path):
+    """The config of the run in ``run`` (None where there is none, or its checkpoint is unusable:
+    train then starts one, or reports what is wrong in its own words)."""
+    from framegan.checkpoint import CheckpointError, checkpoint_config, load_checkpoint
+
+    last = run / "checkpoints" / "last.pt"
+    if not last.exists():
+        return None
+    try:
+        return checkpoint_config(load_checkpoint(last), last)
+    except CheckpointError:
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     from framegan import evaluate, rollout, train
 
@@ -21,12 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=600, help="training steps (default: fits ~5 CPU minutes)")
     ap.add_argument("--run", default="runs/demo", help="run directory")
     add_precision(ap, "of training, rollout and evaluation (auto: bf16 where the CPU has it natively)")
-    try:
+    try:  # one line, as every framegan command, and before any work (a re-run that cannot continue)
         args = ap.parse_args(argv)
-    except UsageError as e:  # one line, as every framegan command
+        run = Path(args.run)
+        overrides = train_overrides(args.steps, args.precision, run)
+    except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    run = Path(args.run)
     data = Path("data/sample")
     if not (data / "manifest.json").exists():
         build_sample_store(data)
@@ -36,10 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     episode = next(episodes(1, seed=0))
     start, horizon = episode.fork + 1, len(episode.frames) - episode.fork - 1
     steps = [
-        # The relax weight decays to its floor by 80 % of training (evolving WTA), as the default's 800 of 1000.
-        ("train", train.main, ["--config", str(CONFIG), f"train.steps={args.steps}",
-                               f"loss.variety_relax_steps={int(0.8 * args.steps)}", f"run.dir={run}",
-                               f"train.precision={args.precision}"]),
+        ("train", train.main, ["--config", str(CONFIG), *overrides]),
         ("rollout", rollout.main, ["--checkpoint", str(run / "checkpoints" / "last.pt"), "--context", str(data),
                                    "--segment", "0", "--start", str(start), "--horizon", str(horizon), "--samples", "4",
                                    "--upscale", "3", "--out", str(run / "rollout.gif"),

@@ -43,7 +43,7 @@ from tqdm import tqdm
 
 from framegan import metrics
 from framegan.actions import ActionError, index_map
-from framegan.atomic import atomic_path
+from framegan.atomic import atomic_path, output_dir
 from framegan.cli import Parser, UsageError, add_precision, add_threads, positive, resolve_device, run_main, set_threads
 from framegan.data import pick_windows
 from framegan.engine import step_actions
@@ -560,11 +560,21 @@ def training_store(checkpoint: str) -> str:
 
 
 def run(args) -> dict:
+    from framegan.checkpoint import check_path
+
+    set_threads(args.threads)
+    check_path(args.checkpoint)  # before --out: its default lies beside the checkpoint
+    # --out is made (and checked writable) next: one that cannot be written fails before the
+    # rollouts, and is removed again if the evaluation fails
+    with output_dir(args.out):
+        return _evaluate(args)
+
+
+def _evaluate(args) -> dict:
     from framegan.checkpoint import checkpoint_config, generator_from_state, inverse_from_state, load_checkpoint
     from framegan.data import ClipDataset
     from framegan.store import open_store
 
-    set_threads(args.threads)
     device = resolve_device(args.device)
     if args.data is None:
         args.data = training_store(args.checkpoint)
@@ -620,7 +630,6 @@ def run(args) -> dict:
           f"seed {args.seed}, {results['backend']} {results['precision']}; moving area: change > "
           f"{round(metrics.MOVING_THRESHOLD * 255)}/255 from the last context frame")
     print(format_table(results))
-    args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "metrics.json", results)
     plot(args.out / "metrics.png", results)
     print(f"wrote {args.out / 'metrics.json'} and {args.out / 'metrics.png'}")

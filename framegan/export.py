@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from framegan.atomic import atomic_path
+from framegan.atomic import atomic_path, output_dir
 from framegan.cli import Parser, UsageError, run_main
 from framegan.inference import EXPORTERS, export_onnx, input_names, onnx_available, weights_key
 
@@ -55,6 +55,14 @@ def parse_args(argv=None):
 
 
 def run(args) -> Path:
+    from framegan.checkpoint import check_path
+
+    check_path(args.checkpoint)  # before --out: its default lies beside the checkpoint
+    with output_dir(args.out.parent, args.out):  # an --out that cannot be written fails before the export
+        return _export(args)
+
+
+def _export(args) -> Path:
     from framegan.checkpoint import load_generator
 
     if why := onnx_available():

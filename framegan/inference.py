@@ -11,8 +11,10 @@ Backends (``--backend`` of rollout and evaluate):
   compile  ``torch.compile`` (inductor, weights frozen) of the same; the first call of each batch
            size compiles (minutes on a small CPU), so it only pays for long runs
   onnx     ONNX Runtime (CPUExecutionProvider), fp32, on G exported with ``torch.onnx.export``
-           (``export_onnx``); the export is cached next to the checkpoint (``<stem>.onnx``), keyed
-           by a hash of the weights stored in the file's metadata, so only the first call pays it
+           (``export_onnx``); the export is cached next to the checkpoint (``<stem>.cache.onnx``),
+           keyed by a hash of the weights stored in the file's metadata, so only the first call
+           pays it; ``framegan.export``'s own file (``<stem>.onnx``) is used when its key matches,
+           never overwritten
   auto     the rule below
 
 ``auto`` (the rule). Figures: rollout frames/s through this module's loop, as ratios to torch
@@ -280,11 +282,18 @@ def export_onnx(G: torch.nn.Module, path: str | Path, size: tuple[int, int], exp
 
 
 def onnx_cache_path(checkpoint: str | Path | None, key: str) -> Path:
-    """Where the export of a checkpoint lives: ``<stem>.onnx`` beside it; without a checkpoint, a
-    file named by the key in the temp directory."""
+    """Where the inference cache writes the export of a checkpoint: ``<stem>.cache.onnx`` beside
+    it; without a checkpoint, a file named by the key in the temp directory. A name of its own:
+    ``<stem>.onnx`` is ``framegan.export``'s default output, the user's file (maybe of another
+    frame size), which the cache reads when its key matches but never replaces."""
     if checkpoint is not None:
-        return Path(checkpoint).with_suffix(".onnx")
+        return Path(checkpoint).with_suffix(".cache.onnx")
     return _temp_cache(key)
+
+
+def onnx_export_path(checkpoint: str | Path) -> Path:
+    """``framegan.export``'s default output for ``checkpoint``: ``<stem>.onnx`` beside it."""
+    return Path(checkpoint).with_suffix(".onnx")
 
 
 def _temp_cache(key: str) -> Path:
@@ -292,19 +301,23 @@ def _temp_cache(key: str) -> Path:
 
 
 class OnnxRunner:
-    """An ONNX Runtime session of G for one frame size, exported on first use or reused from the
-    cache when the stored key matches the weights."""
+    """An ONNX Runtime session of G for one frame size: a file whose stored key matches the
+    weights is reused (``framegan.export``'s default output, then the cache), else G is exported
+    to the cache on first use."""
 
     def __init__(self, G, size: tuple[int, int], checkpoint: str | Path | None = None,
                  exporter: str = "auto", threads: int | None = None, spin: bool = False):
         self.names = input_names(G)
-        self.exported = None  # seconds the export took; None when a cached file was used
+        self.exported = None  # seconds the export took; None when an existing file was used
         key = weights_key(G, size)
         # beside the checkpoint; where that directory is not writable, the temp directory
-        for self.path in dict.fromkeys([onnx_cache_path(checkpoint, key), _temp_cache(key)]):
+        caches = list(dict.fromkeys([onnx_cache_path(checkpoint, key), _temp_cache(key)]))
+        exports = [onnx_export_path(checkpoint)] if checkpoint is not None else []
+        for self.path in [*exports, *caches]:
             self.session = self._open(self.path, key, threads, spin)
             if self.session is not None:
                 return
+        for self.path in caches:
             t0 = time.perf_counter()
             try:
                 export_onnx(G, self.path, size, exporter, {"framegan.key": key})

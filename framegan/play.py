@@ -30,6 +30,7 @@ sends nothing for ``--idle-timeout`` seconds stops it too).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import os
@@ -55,8 +56,8 @@ import torch
 from einops import rearrange, repeat
 
 from framegan import websocket
-from framegan.atomic import atomic_path
-from framegan.cli import Parser, UsageError, add_threads, set_threads
+from framegan.atomic import atomic_path, output_dir
+from framegan.cli import Parser, UsageError, add_threads, os_error, set_threads
 from framegan.frames import to_model, to_pixels
 from framegan.inference import BACKENDS, BackendError, Predictor, predictor, prepare
 from framegan.rollout import context_from_store, context_from_video
@@ -690,8 +691,15 @@ def load_model(checkpoint: str | Path, backend: str = "auto"):
 
 
 def run(args: argparse.Namespace) -> str:
-    """Serve until the page is gone; returns why the server stopped."""
+    """Serve until the page is gone (or write the ``--keys`` session); returns why it stopped."""
     set_threads(args.threads)
+    # A scripted session's --out is checked first: one that cannot be written fails before the model loads.
+    out = output_dir(Path(args.out).parent, args.out) if args.keys is not None else contextlib.nullcontext()
+    with out:
+        return _play(args)
+
+
+def _play(args: argparse.Namespace) -> str:
     G, cfg, store_info = load_model(args.checkpoint, args.backend)
     context, context_fps, where = load_context(args.context, cfg, store_info, G.context, args.segment, args.start)
     fps = args.fps if args.fps is not None else float(store_info.get("fps") or context_fps)
@@ -732,8 +740,8 @@ def main(argv=None) -> int:
     except (UsageError, CheckpointError, StoreError, VideoError, PreprocessError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except OSError as e:  # e.g. no socket could be bound at all
-        print(f"error: {e.strerror or e}", file=sys.stderr)
+    except OSError as e:  # e.g. no socket could be bound at all, an --out that cannot be written
+        print(f"error: {os_error(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("stopped (Ctrl-C)", flush=True)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from einops import repeat
 
-from framegan.atomic import atomic_path
+from framegan.atomic import atomic_path, output_dir
 from framegan.cli import Parser, UsageError, add_precision, add_threads, positive, resolve_device, run_main, set_threads
 from framegan.frames import to_model, to_pixels
 from framegan.inference import BACKENDS, BackendError, autoregress, predictor, prepare
@@ -275,13 +275,21 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> Path:
+    from framegan.checkpoint import check_path
+
+    set_threads(args.threads, opencv=True)  # OpenCV resizes a video context
+    check_path(args.checkpoint)  # before --out: its default lies beside the checkpoint
+    with output_dir(args.out.parent, args.out):  # an --out that cannot be written fails now, not after the work
+        return _rollout(args)
+
+
+def _rollout(args: argparse.Namespace) -> Path:
     from framegan.checkpoint import checkpoint_config, generator_from_state, inverse_from_state, load_checkpoint
     from framegan.video import probe
 
     def video_fps(path: Path) -> float:
         return probe(path).fps
 
-    set_threads(args.threads, opencv=True)  # OpenCV resizes a video context
     device = resolve_device(args.device)
     state = load_checkpoint(args.checkpoint)  # read once: G, its store info and (--classes prior) q
     cfg = checkpoint_config(state, args.checkpoint)

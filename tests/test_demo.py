@@ -19,6 +19,25 @@ def test_demo_end_to_end(tmp_path, monkeypatch, capsys):
     assert (run / "eval" / "metrics.png").exists()
     out = capsys.readouterr().out
     assert "Done. Look at:" in out
+    # A re-run with more --steps continues the run (it stopped: "variety_relax_steps=1 (now 2); a
+    # resume must continue the same run: drop those overrides", which the demo passes itself).
+    # Rollout and evaluation ran above; here only the training is under test.
+    from framegan import evaluate, rollout
+    from framegan.checkpoint import load_checkpoint
+
+    with monkeypatch.context() as m:
+        m.setattr(rollout, "main", lambda argv: 0)
+        m.setattr(evaluate, "main", lambda argv: 0)
+        assert demo.main(["--steps", "3", "--run", str(run)]) == 0
+        out = capsys.readouterr().out
+        assert "resumed at step 2" in out and "relax schedule it started with (loss.variety_relax_steps=1)" in out
+        state = load_checkpoint(run / "checkpoints" / "last.pt")
+        assert state["step"] == 3 and state["config"]["loss"]["variety_relax_steps"] == 1
+        # another precision is another run: one line saying what to do, before any work
+        assert demo.main(["--steps", "3", "--run", str(run), "--precision", "fp32"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {run} holds a demo run trained with --precision auto: pass --precision auto")
+        assert err.count("\n") == 1 and "--run DIR" in err
     # --precision reaches all three steps (fp32: what auto picks on a CPU without native bf16)
     run = tmp_path / "runs" / "demo_fp32"
     assert demo.main(["--steps", "2", "--run", str(run), "--precision", "fp32"]) == 0

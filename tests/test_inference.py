@@ -75,7 +75,7 @@ def test_onnx_matches_torch(exported, name, batch):
     assert out.shape == ref.shape == (batch, 3, SIZE, SIZE) and out.dtype == torch.float32
     assert (out - ref).abs().max() < 1e-3
     # the file beside the checkpoint declares exactly G's inputs, with a dynamic batch
-    session = ort.InferenceSession(str(ckpt.with_suffix(".onnx")), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(ckpt.with_suffix(".cache.onnx")), providers=["CPUExecutionProvider"])
     declared = {i.name: i.shape for i in session.get_inputs()}
     assert list(declared) == ["x"] + (["z"] if G.z_dim else []) + (["action"] if G.num_actions else [])
     assert declared["x"][1:] == [K, 3, SIZE, SIZE] and isinstance(declared["x"][0], str)
@@ -95,7 +95,7 @@ def test_actions_change_the_onnx_output(exported):
 
 def test_cache_is_reused_and_invalidated_by_new_weights(exported, monkeypatch):
     G, _, ckpt = exported["z"]
-    cached = ckpt.with_suffix(".onnx")
+    cached = ckpt.with_suffix(".cache.onnx")
     mtime = cached.stat().st_mtime_ns
     calls = []
     real = inference.export_onnx
@@ -362,7 +362,7 @@ def test_rollout_cli_onnx_backend_exports_once(tmp_path, capsys):
     args = ["--checkpoint", ckpt, "--context", store, "--horizon", 3, "--samples", 2, "--backend", "onnx"]
     assert main([str(a) for a in [*args, "--out", tmp_path / "a.npy"]]) == 0
     first = capsys.readouterr().out
-    assert "exported G to ONNX" in first and "onnx fp32" in first and ckpt.with_suffix(".onnx").is_file()
+    assert "exported G to ONNX" in first and "onnx fp32" in first and ckpt.with_suffix(".cache.onnx").is_file()
     assert main([str(a) for a in [*args, "--out", tmp_path / "b.npy"]]) == 0
     assert "exported" not in capsys.readouterr().out
     torch_args = [a if a != "onnx" else "torch" for a in args] + ["--precision", "fp32"]
@@ -398,6 +398,31 @@ def test_export_cli(tmp_path, capsys):
     p = predictor(G, "onnx", checkpoint=ckpt)
     p.warm((SIZE, SIZE))
     assert not p.notes
+
+
+def test_the_cache_never_overwrites_an_export_of_another_size(tmp_path, capsys):
+    """export --size H W writes <stem>.onnx, the export's default --out; a rollout at the training
+    size needs another graph. It used to export that to the same path, replacing the user's file."""
+    from framegan.export import main
+    from framegan.rollout import main as rollout_main
+
+    ckpt = make_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt", z_dim=4)
+    mine = ckpt.with_suffix(".onnx")
+    assert main(["--checkpoint", str(ckpt), "--size", "8", "12"]) == 0 and mine.is_file()
+    before = mine.read_bytes()
+    store = write_store(tmp_path / "store", sliding_square(6))
+    args = ["--checkpoint", ckpt, "--context", store, "--horizon", 2, "--samples", 2, "--backend", "onnx"]
+    capsys.readouterr()
+    assert rollout_main([str(a) for a in [*args, "--out", tmp_path / "r.npy"]]) == 0
+    assert "exported G to ONNX in" in capsys.readouterr().out  # needed: the user's file is 8x12
+    assert mine.read_bytes() == before  # the user's export is untouched...
+    meta = ort.InferenceSession(str(mine)).get_modelmeta().custom_metadata_map
+    assert (meta["framegan.height"], meta["framegan.width"]) == ("8", "12")
+    cache = ort.InferenceSession(str(ckpt.with_suffix(".cache.onnx"))).get_modelmeta().custom_metadata_map
+    assert (cache["framegan.height"], cache["framegan.width"]) == (str(SIZE), str(SIZE))  # ...the cache has its own
+    assert rollout_main([str(a) for a in [*args, "--out", tmp_path / "s.npy"]]) == 0
+    assert "exported" not in capsys.readouterr().out and mine.read_bytes() == before  # reused, still untouched
+    assert np.array_equal(np.load(tmp_path / "r.npy"), np.load(tmp_path / "s.npy"))
 
 
 def test_export_cli_writes_the_store_actions(tmp_path, capsys):

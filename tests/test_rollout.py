@@ -257,3 +257,20 @@ def test_bad_inputs_one_line_error(setup, capsys, case):
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     assert not out.exists() and not any(p.name.startswith(".o.") for p in tmp.iterdir())
     assert not (tmp / "pwned").exists()
+
+
+def test_a_failed_write_names_the_out_not_the_temp_file(setup, capsys, monkeypatch):
+    """A full disk while writing the hidden temp file beside --out: the one line names --out (the
+    path the user gave), and neither file is left behind."""
+    import errno
+
+    tmp, ckpt, store = setup
+    out = tmp / "o.npy"
+
+    def full(f, *a, **k):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), f.name)
+
+    monkeypatch.setattr(np, "save", full)
+    code, _, err = run_cli(["--checkpoint", ckpt, "--context", store, "--horizon", 2, "--out", out], capsys)
+    assert code == 2 and err == f"error: {out}: {os.strerror(errno.ENOSPC)}\n"
+    assert not out.exists() and not any(p.name.startswith(".o.") for p in tmp.iterdir())

@@ -6,7 +6,9 @@ then rejects impossible combinations. The result is a tree of plain dataclass in
 """
 from __future__ import annotations
 
+import dataclasses
 import enum
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,7 +126,7 @@ class TrainConfig:
     beta2: float = 0.999            # Adam beta2
     n_d: int = 1                    # D steps per G step
     ema_decay: float = 0.999        # EMA of G's weights (samples, rollout, evaluation); ramped up early
-    seed: int = 0                   # global seed (per-rank offset under torchrun)
+    seed: int = 0                   # global seed, 0 .. 2**31-1 (per-rank offset under torchrun)
     precision: Precision = Precision.auto  # autocast dtype
     channels_last: bool = False     # channels_last for convs (slower at width 16 with bf16 on CPU; try on GPU)
     compile: bool = False           # torch.compile G and D
@@ -136,7 +138,7 @@ class TrainConfig:
     keep_every: int = 0             # also keep checkpoints/step_XXXXXXX.pt every N steps (0 = never)
     val_batches: int = 4            # validation batches per evaluation
     video_frames: int = 8           # rollout length of the TensorBoard video
-    resume: str = "auto"            # auto (run.dir's last.pt), never, or a PATH; refused if the computation changed
+    resume: str = "auto"            # auto (run.dir's last.pt), never (refused if it exists), PATH; same computation
 
 
 @dataclass
@@ -212,11 +214,18 @@ def validate(cfg: Config) -> None:
         if not ok:
             raise ConfigError(msg)
 
+    # nan passes every comparison below as False and inf most of them as True: neither is a setting
+    for section in (d, m, lo, t):
+        for f in dataclasses.fields(section):
+            v = getattr(section, f.name)
+            name = f"{type(section).__name__.removesuffix('Config').lower()}.{f.name}"
+            need(not isinstance(v, float) or math.isfinite(v), f"{name} must be a finite number, got {v}")
     need(d.context >= 1, f"data.context must be >= 1, got {d.context}")
     need(d.horizon >= 1, f"data.horizon must be >= 1, got {d.horizon}")
     need(d.stride >= 1, f"data.stride must be >= 1, got {d.stride}")
     need(d.key_change_repeat >= 1, f"data.key_change_repeat must be >= 1, got {d.key_change_repeat}")
     need(0.0 <= d.val_fraction < 1.0, f"data.val_fraction must be in [0, 1), got {d.val_fraction}")
+    need(d.num_workers >= 0, f"data.num_workers must be >= 0, got {d.num_workers}")
     need(m.width >= 1 and m.d_width >= 1, "model.width and model.d_width must be >= 1")
     need(1 <= m.depth <= 6, f"model.depth must be in 1..6, got {m.depth}")
     need(1 <= m.d_depth <= 6, f"model.d_depth must be in 1..6, got {m.d_depth}")
@@ -232,6 +241,9 @@ def validate(cfg: Config) -> None:
     need(not (d.augment and m.actions > 0),
          "data.augment (horizontal flips) would swap the meaning of left/right keys: not with model.actions")
     need(m.d_patch >= 1 and m.d_layers >= 1 and m.d_heads >= 1, "model.d_patch/d_layers/d_heads must be >= 1")
+    # (the transformer D is 4 * d_width wide: nets/discriminator.py; frame-size checks: train.check_frame_size)
+    need(m.d_backbone != DBackbone.transformer or 4 * m.d_width % m.d_heads == 0,
+         f"model.d_heads={m.d_heads} must divide the transformer D's width 4 * model.d_width = {4 * m.d_width}")
     need(not m.d_motion or m.d_backbone == DBackbone.cnn, "model.d_motion needs model.d_backbone=cnn")
     for k in ("adv_weight", "l1_weight", "l2_weight", "gdl_weight", "motion_weight", "adv_motion_weight", "r1_gamma",
               "wrong_context_weight", "wrong_action_weight", "diversity_weight", "variety_relax"):
@@ -242,6 +254,7 @@ def validate(cfg: Config) -> None:
     need(lo.variety_relax_steps >= 0, f"loss.variety_relax_steps must be >= 0, got {lo.variety_relax_steps}")
     need(0 <= lo.variety_relax_end <= lo.variety_relax,
          f"loss.variety_relax_end must be in [0, loss.variety_relax], got {lo.variety_relax_end}")
+    need(lo.gdl_alpha > 0, f"loss.gdl_alpha must be > 0, got {lo.gdl_alpha}")
     need(lo.r1_every >= 1, f"loss.r1_every must be >= 1, got {lo.r1_every}")
     need(lo.diversity_cap > 0, f"loss.diversity_cap must be > 0, got {lo.diversity_cap}")
     need(lo.adv_weight > 0 or lo.l1_weight + lo.l2_weight + lo.gdl_weight > 0,
@@ -254,9 +267,13 @@ def validate(cfg: Config) -> None:
     need(t.steps >= 1 and t.batch_size >= 1 and t.n_d >= 1, "train.steps, batch_size, n_d must be >= 1")
     need(t.lr_g > 0 and t.lr_d > 0, "train.lr_g and train.lr_d must be > 0")
     need(0.0 <= t.ema_decay < 1.0, f"train.ema_decay must be in [0, 1), got {t.ema_decay}")
-    for k in ("log_every", "sample_every", "save_every"):
+    for k in ("beta1", "beta2"):  # Adam's own range
+        need(0.0 <= getattr(t, k) < 1.0, f"train.{k} must be in [0, 1), got {getattr(t, k)}")
+    # Headroom below numpy's 2**32 limit: train.py adds rank and epoch offsets to the seed.
+    need(0 <= t.seed < 2 ** 31, f"train.seed must be in 0..{2 ** 31 - 1}, got {t.seed}")
+    for k in ("log_every", "sample_every", "save_every", "val_batches", "video_frames"):
         need(getattr(t, k) >= 1, f"train.{k} must be >= 1, got {getattr(t, k)}")
-    need(t.keep_every >= 0, "train.keep_every must be >= 0")
+    need(t.keep_every >= 0, f"train.keep_every must be >= 0, got {t.keep_every}")
     need(t.minutes >= 0, f"train.minutes must be >= 0, got {t.minutes}")
     need(t.device == "auto" or t.device == "cpu" or t.device.startswith("cuda"),
          f"train.device must be auto, cpu or cuda[:N], got {t.device!r}")

@@ -15,10 +15,20 @@ from __future__ import annotations
 import gc
 import itertools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
+
+T = TypeVar("T")
+
+
+class PeerFailed(RuntimeError):
+    """Another rank failed and reports why itself; this one stops without a message of its own."""
+
+    reported = True  # cli.run_main: already said (by the rank that had the error)
 
 
 @dataclass
@@ -121,6 +131,24 @@ def count_across_ranks(flags: torch.Tensor) -> torch.Tensor:
     return counts.cpu()
 
 
+def on_main(d: Dist, work: Callable[[], T]) -> T | None:
+    """``work()`` on rank 0 alone (its result there, None elsewhere), then one all-reduce that tells
+    every rank whether it succeeded. Rank-0-only I/O (the run directory, a checkpoint) can fail
+    on rank 0 alone: without this the others would wait for it in their next collective forever.
+    On failure rank 0 raises the error and every other rank ``PeerFailed``."""
+    result, error = None, None
+    if d.main:
+        try:
+            result = work()
+        except Exception as e:  # re-raised below, once the others know
+            error = e
+    if d.enabled and int(count_across_ranks(torch.tensor([error is not None]))) and error is None:
+        raise PeerFailed("rank 0 failed")
+    if error is not None:
+        raise error
+    return result
+
+
 def gather(d: Dist, obj) -> list:
     """``obj`` of every rank, in rank order (``[obj]`` outside torchrun)."""
     if not d.enabled:
@@ -130,11 +158,17 @@ def gather(d: Dist, obj) -> list:
     return out
 
 
-def shutdown(d: Dist) -> None:
-    """Measured on this machine: gloo aborted at interpreter exit ~1 run in 6 unless every object
+def shutdown(d: Dist, wait: bool = True) -> None:
+    """Leave the process group. ``wait``: first meet the other ranks in a barrier, which only a
+    clean end (or an error every rank raised together) may do: a rank that fails alone would
+    wait there forever for ranks that wait for it in their next collective. Without it the rank
+    exits at once, and torchrun stops the others.
+
+    Measured on this machine: gloo aborted at interpreter exit ~1 run in 6 unless every object
     holding process-group resources was collected before ``destroy_process_group``."""
     if not d.enabled:
         return
     gc.collect()
-    dist.barrier()
+    if wait:
+        dist.barrier()
     dist.destroy_process_group()

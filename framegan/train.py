@@ -12,8 +12,11 @@ Trains the conditional GAN of ``engine.py`` on a frame store. Tensors are ``(B, 
 
 Killed at any point (even ``kill -9``), the same command with ``run.dir=<that dir>`` (or
 ``--resume <dir>``) continues from ``last.pt`` and reproduces the uninterrupted run's losses,
-under torchrun too (every rank's RNG states are in the checkpoint). A resume whose config differs
-in what the run computes is refused (``config.RESUME_MAY_CHANGE`` lists what may change).
+under torchrun too (every rank's RNG states are in the checkpoint); killed before its first
+checkpoint, it starts over, logs included. A resume whose config differs in what the run computes
+is refused (``config.RESUME_MAY_CHANGE`` lists what may change), and so is ``train.resume=never``
+on a run directory that holds a run. Every check runs before the run directory is made: a refused
+run leaves nothing behind.
 """
 from __future__ import annotations
 
@@ -31,9 +34,10 @@ from framegan import distributed, engine
 from framegan.atomic import atomic_path
 from framegan.checkpoint import CheckpointError, checkpoint_config, load_checkpoint, load_weights, save_checkpoint
 from framegan.cli import Parser, add_threads, resolve_device, run_main, set_threads
-from framegan.config import Config, ConfigError, load_config, resume_conflicts, to_dict, to_yaml
+from framegan.config import Config, ConfigError, DBackbone, Precision, load_config, resume_conflicts, to_dict, to_yaml
 from framegan.frames import to_pixels
 from framegan.nets import build_discriminator, build_generator, count_params
+from framegan.nets.discriminator import MAX_GRID
 from framegan.nets.inverse import InverseModel, inverse_fits
 from framegan.precision import autocast_dtype
 from framegan.summaries import JsonlLog, add_gif, tile
@@ -45,16 +49,20 @@ SAMPLE_ROOT = "data/sample"
 def ensure_store(root: str, d: distributed.Dist) -> Path:
     """The default store is the built-in sample gameplay, generated and extracted on first use."""
     path = Path(root)
-    if root == SAMPLE_ROOT:
-        if d.main and not (path / "manifest.json").exists():
+
+    def build() -> None:
+        if not (path / "manifest.json").exists():
             from framegan.sample_game import build_sample_store
             build_sample_store(path)
-        if d.enabled:  # every rank, whatever it saw: the others wait for rank 0's store
-            torch.distributed.barrier()
+
+    if root == SAMPLE_ROOT:
+        distributed.on_main(d, build)  # the others wait for rank 0's store (and stop if it fails)
     return path
 
 
-def make_run_dir(cfg: Config, d: distributed.Dist) -> Path:
+def run_dir(cfg: Config, d: distributed.Dist) -> Path:
+    """The run directory's path (``cfg.run.dir``, filled in if empty); nothing is created yet:
+    ``start_logs`` makes it once every check has passed, so a refused run leaves nothing behind."""
     if not cfg.run.dir:
         name = cfg.run.name or "default"
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -63,10 +71,33 @@ def make_run_dir(cfg: Config, d: distributed.Dist) -> Path:
             box = [cfg.run.dir]
             torch.distributed.broadcast_object_list(box, src=0)
             cfg.run.dir = box[0]
-    run = Path(cfg.run.dir)
-    if d.main:
-        (run / "checkpoints").mkdir(parents=True, exist_ok=True)
-    return run
+    return Path(cfg.run.dir)
+
+
+def start_logs(cfg: Config, run: Path, step: int):
+    """Rank 0: the run directory, its config.yaml, and (TensorBoard writer, metrics.jsonl log)
+    opened at ``step``. Both logs drop what lies past ``step``: after a crash, what the crashed
+    run logged after its checkpoint; on a fresh start (step 0), everything, e.g. an attempt
+    killed before its first checkpoint (appending to it would log steps 1.. twice)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    (run / "checkpoints").mkdir(parents=True, exist_ok=True)
+    with atomic_path(run / "config.yaml") as tmp:
+        tmp.write_text(to_yaml(cfg))
+    return SummaryWriter(str(run / "tb"), purge_step=step), JsonlLog(run / "metrics.jsonl", resume_step=step)
+
+
+def check_frame_size(cfg: Config, H: int, W: int) -> None:
+    """What the networks need of the store's frame size (known once the store is open)."""
+    m = cfg.model
+    if H % 2 ** m.depth or W % 2 ** m.depth:
+        raise ConfigError(f"frames are {H}x{W}: model.depth={m.depth} needs both divisible by {2 ** m.depth}")
+    if m.d_backbone == DBackbone.transformer:
+        if H % m.d_patch or W % m.d_patch:
+            raise ConfigError(f"frames are {H}x{W}: model.d_patch={m.d_patch} (transformer D) must divide both")
+        if max(H, W) // m.d_patch > MAX_GRID:
+            raise ConfigError(f"frames are {H}x{W}: the transformer D takes at most {MAX_GRID} patches per "
+                              f"side; raise model.d_patch to at least {-(-max(H, W) // MAX_GRID)}")
 
 
 class Batches:
@@ -169,29 +200,36 @@ def restore(gan: engine.GAN, state: dict, where: str, d: distributed.Dist, seed:
     return step
 
 
-def check_resumable(old: Config, new: Config, ckpt: Path) -> None:
+def check_resumable(old: Config, new: Config, ckpt: Path, run: Path) -> None:
     """A resume continues one run: refuse a config that changes what the run computes."""
     changed = resume_conflicts(old, new)
     if changed:
         what = ", ".join(f"{k}={a!r} (now {b!r})" for k, a, b in changed[:4])
         more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
+        # (a new run.dir is a way out only where the checkpoint came from run.dir itself)
+        other = " or pass a new run.dir" if ckpt.resolve().parent.parent == run.resolve() else ""
         raise CheckpointError(f"{ckpt}: this run was trained with {what}{more}; a resume must continue the "
                               f"same run: drop those overrides (--resume RUN_DIR starts from the run's own "
-                              f"config) or pass a new run.dir")
+                              f"config){other}")
 
 
 def resume_path(cfg: Config, run: Path) -> Path | None:
-    r = cfg.train.resume
-    if r == "never":
-        return None
+    """The checkpoint this run starts from (None: a fresh start)."""
+    r, last = cfg.train.resume, run / "checkpoints" / "last.pt"
     if r == "auto":
-        p = run / "checkpoints" / "last.pt"
-        return p if p.exists() else None
-    p = Path(r)
-    if p.is_dir():
-        p = p / "checkpoints" / "last.pt"
-    if not p.exists():
-        raise CheckpointError(f"{r}: train.resume points at no checkpoint")
+        return last if last.exists() else None
+    p = None
+    if r != "never":
+        p = Path(r) / "checkpoints" / "last.pt" if Path(r).is_dir() else Path(r)
+        if not p.exists():
+            raise CheckpointError(f"{r}: train.resume points at no checkpoint")
+    # Refused, not started over: another run in run.dir (a fresh one, or another run's checkpoint)
+    # would overwrite its last.pt at the first save and truncate its logs, with no way back; a
+    # user who means to discard it can delete it, one who mistyped run.dir keeps it. (A
+    # checkpoint of run.dir's own, e.g. a kept step_*.pt to go back to, continues the same run.)
+    if last.exists() and (p is None or p.resolve().parent != last.resolve().parent):
+        raise CheckpointError(f"{run} already holds a run ({last}); train.resume={r} would overwrite it: "
+                              f"pass a new run.dir (or delete {run} to start it over)")
     return p
 
 
@@ -280,9 +318,13 @@ def resolve_actions(cfg: Config, store) -> None:
 # ----------------------------------------------------------------------------- the run
 def train(cfg: Config) -> Path:
     d = distributed.init(cfg.train.device)
+    together = False  # whether every rank ends here the same way (only then may they meet in a barrier)
     try:
-        return _train(cfg, d)
-    except engine.NonFiniteLoss as e:
+        run = _train(cfg, d)
+        together = True
+        return run
+    except engine.NonFiniteLoss as e:  # every rank stops at the same step (one all-reduce)
+        together = True
         if d.enabled:
             # Say it before the closing barrier: once one rank has exited, torchrun kills the
             # others, which may not have printed yet (seen under load in the test suite).
@@ -290,7 +332,7 @@ def train(cfg: Config) -> Path:
             e.reported = True
         raise
     finally:
-        distributed.shutdown(d)
+        distributed.shutdown(d, wait=together)
 
 
 def _train(cfg: Config, d: distributed.Dist) -> Path:
@@ -299,6 +341,8 @@ def _train(cfg: Config, d: distributed.Dist) -> Path:
 
     t, K = cfg.train, cfg.data.context
     device = resolve_device(t.device, f"train.device={t.device}", d.local_rank if d.enabled else None)
+    if t.precision == Precision.fp16 and device.type != "cuda":  # (config.validate sees only train.device=cpu)
+        raise ConfigError(f"train.precision=fp16 needs CUDA; train.device={t.device} is {device} here")
     dtype = autocast_dtype(t.precision, device)
     torch.manual_seed(t.seed + d.rank)  # per-rank seeds: ranks must not draw identical noise
     np.random.seed(t.seed + d.rank)
@@ -309,9 +353,7 @@ def _train(cfg: Config, d: distributed.Dist) -> Path:
 
     store = open_store(ensure_store(cfg.data.root, d))
     H, W = store.size
-    if H % 2 ** cfg.model.depth or W % 2 ** cfg.model.depth:
-        raise ConfigError(f"frames are {H}x{W}: model.depth={cfg.model.depth} needs both divisible by "
-                          f"{2 ** cfg.model.depth}")
+    check_frame_size(cfg, H, W)
     resolve_actions(cfg, store)
     store_info = {**store.preprocess, "size": [H, W], "fps": store.fps, "actions": {
         "values": store.action_values if cfg.model.actions else [],
@@ -339,14 +381,14 @@ def _train(cfg: Config, d: distributed.Dist) -> Path:
     if t.compile:
         gan.G, gan.D = torch.compile(G), torch.compile(D)
 
-    run = make_run_dir(cfg, d)
+    run = run_dir(cfg, d)
     ckpt = resume_path(cfg, run)
     step = 0
     if d.enabled:  # per-rank noise streams; a resume restores each rank's own
         gan.z_gen.manual_seed(t.seed + 1 + 1000 * d.rank)
     if ckpt is not None:
         state = load_checkpoint(ckpt, map_location=device)
-        check_resumable(checkpoint_config(state, ckpt), cfg, ckpt)
+        check_resumable(checkpoint_config(state, ckpt), cfg, ckpt, run)
         step = restore(gan, state, str(ckpt), d, t.seed)
         del state
     if not distributed.same_everywhere(d, step):
@@ -358,27 +400,28 @@ def _train(cfg: Config, d: distributed.Dist) -> Path:
                       augment=cfg.data.augment)
     reduce = (lambda m: distributed.all_reduce_grads(m, d.world)) if d.enabled else None
 
-    writer = log = None
+    # Every check has passed: only now the run directory (rank 0's I/O; the others learn if it failed).
+    writer, log = distributed.on_main(d, lambda: start_logs(cfg, run, step)) or (None, None)
     if d.main:
-        from torch.utils.tensorboard import SummaryWriter
-        with atomic_path(run / "config.yaml") as tmp:
-            tmp.write_text(to_yaml(cfg))
-        writer = SummaryWriter(str(run / "tb"), purge_step=step if ckpt else None)
-        log = JsonlLog(run / "metrics.jsonl", resume_step=step if ckpt else None)
         print(f"run dir: {run}   (TensorBoard: tensorboard --logdir {run / 'tb'})")
         print(f"G {count_params(G) / 1e6:.2f} M params, D {count_params(D) / 1e6:.2f} M params; "
               f"{len(train_ds)} train / {len(val_ds)} val windows; device {device}, "
               f"autocast {dtype or 'off'}" + (f"; resumed at step {step} from {ckpt}" if ckpt else ""))
         print(f"resume after an interruption: python -m framegan.train --resume {run}")
 
+    def kept(step: int) -> bool:
+        return bool(t.keep_every) and step % t.keep_every == 0
+
     def save(step: int) -> None:
         rngs = distributed.gather(d, rng_state(gan))  # every rank takes part; rank 0 writes
-        if not d.main:
-            return
-        state = training_state(gan, cfg, step, store_info, rngs)
-        save_checkpoint(run / "checkpoints" / "last.pt", state)
-        if t.keep_every and step % t.keep_every == 0:
-            save_checkpoint(run / "checkpoints" / f"step_{step:07d}.pt", state)
+
+        def write() -> None:
+            state = training_state(gan, cfg, step, store_info, rngs)
+            save_checkpoint(run / "checkpoints" / "last.pt", state)
+            if kept(step):
+                save_checkpoint(run / "checkpoints" / f"step_{step:07d}.pt", state)
+
+        distributed.on_main(d, write)  # a full disk on rank 0 stops every rank
 
     bar = tqdm(total=t.steps, initial=step, disable=not d.main, dynamic_ncols=True, desc="train")
     tic, tic_step = time.perf_counter(), step
@@ -413,7 +456,7 @@ def _train(cfg: Config, d: distributed.Dist) -> Path:
                 log.write({"step": step, **scalars})
                 bar.set_postfix(d=f"{scalars.get('d_total', 0):.3f}", g=f"{scalars['g_total']:.3f}",
                                 it_s=f"{scalars['steps_per_s']:.2f}")
-            if step % t.save_every == 0 or done:
+            if step % t.save_every == 0 or done or kept(step):  # a kept step is saved, whatever save_every
                 save(step)
             if d.main and (step % t.sample_every == 0 or done):
                 v = validate(gan, cfg, val_ds, step, writer, log) if len(val_ds) else {}
@@ -436,6 +479,12 @@ def resolve_config(args) -> Config:
     """--resume takes the config stored in the checkpoint (overrides still apply, e.g. more steps)."""
     if not args.resume:
         return load_config(args.config, args.overrides)
+    # --resume continues RUN in place; a run.dir= or train.resume= beside it would be overridden
+    # below, and RUN extended while the user expected a new run (or another checkpoint).
+    clash = [o for o in args.overrides if o.split("=", 1)[0].strip().lstrip("+~") in ("run.dir", "train.resume")]
+    if clash:
+        raise ConfigError(f"--resume continues {args.resume} in place, in its own run.dir from its own "
+                          f"checkpoint: drop {clash[0]!r}")
     p = Path(args.resume)
     ckpt = p / "checkpoints" / "last.pt" if p.is_dir() else p
     if not ckpt.exists():
@@ -461,7 +510,8 @@ def main(argv: list[str] | None = None) -> int:
         set_threads(args.threads)
         train(resolve_config(args))
 
-    return run_main(work, (ConfigError, CheckpointError, StoreError, VideoError, engine.NonFiniteLoss),
+    return run_main(work, (ConfigError, CheckpointError, StoreError, VideoError, engine.NonFiniteLoss,
+                           distributed.PeerFailed),
                     interrupted="interrupted: the last checkpoint is intact; resume with --resume RUN_DIR")
 
 

@@ -37,11 +37,30 @@ def test_yaml_then_overrides(tmp_path):
     (["data.context=0"], "data.context"),
     (["data.key_change_repeat=0"], "data.key_change_repeat must be >= 1"),
     (["justakey"], "key=value"),
+    (["train.seed=-1"], "train.seed must be in 0..2147483647, got -1"),
+    (["train.seed=4294967296"], "train.seed must be in 0..2147483647"),
+    (["train.beta1=2"], "train.beta1 must be in [0, 1), got 2.0"),
+    (["train.beta2=-1"], "train.beta2 must be in [0, 1)"),
+    (["train.val_batches=-1"], "train.val_batches must be >= 1"),
+    (["train.video_frames=0"], "train.video_frames must be >= 1"),
+    (["model.d_backbone=transformer", "model.d_heads=3"], "model.d_heads=3 must divide"),
+    (["loss.gdl_alpha=0"], "loss.gdl_alpha must be > 0"),
+    (["data.num_workers=-1"], "data.num_workers must be >= 0"),
+    (["train.lr_g=inf"], "train.lr_g must be a finite number, got inf"),
+    (["loss.adv_weight=nan"], "loss.adv_weight must be a finite number"),
 ])
 def test_bad_config_is_one_line_error(overrides, words):
     with pytest.raises(ConfigError) as e:
         load_config(None, overrides)
     assert words in str(e.value) and "\n" not in str(e.value)
+
+
+def test_range_edges_are_accepted():
+    cfg = load_config(None, ["train.seed=2147483647", "train.beta1=0", "model.d_backbone=transformer",
+                             "model.d_heads=8", "loss.gdl_alpha=0.5", "train.val_batches=1"])
+    assert (cfg.train.seed, cfg.model.d_heads) == (2 ** 31 - 1, 8)
+    # d_heads only matters to the transformer D
+    assert load_config(None, ["model.d_heads=3"]).model.d_heads == 3
 
 
 def test_key_history_longer_than_the_context_only_matters_with_keys():

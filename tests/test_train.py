@@ -1,6 +1,7 @@
 """Training: artifacts, TensorBoard content, exact resume, kill -9, NaN stop, G/D phases, torchrun."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -281,6 +282,89 @@ def test_torn_metrics_line_is_dropped_on_resume(store, tmp_path):
     assert [r["step"] for r in records(rd) if "g_total" in r] == [1, 2, 3, 4, 5, 6]
 
 
+def test_fresh_start_replaces_the_logs_of_an_attempt_killed_before_its_first_checkpoint(store, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    rd = tmp_path / "run"
+    assert run(store, rd, "train.steps=5", "train.log_every=1", "train.sample_every=5") == 0
+    (rd / "checkpoints" / "last.pt").unlink()  # what a kill -9 before the first save leaves: logs only
+    assert run(store, rd, "train.steps=8", "train.log_every=1", "train.sample_every=100") == 0
+    assert [r["step"] for r in records(rd) if "g_total" in r] == list(range(1, 9))
+    assert [r["step"] for r in records(rd) if "val/psnr" in r] == [8]  # not the dead attempt's step 5
+    ea = EventAccumulator(str(rd / "tb"), size_guidance={"scalars": 0}).Reload()
+    assert [e.step for e in ea.Scalars("train/g_total")] == list(range(1, 9))
+    assert [e.step for e in ea.Scalars("val/psnr")] == [8]
+
+
+@pytest.mark.parametrize("resume", ["never", "{other}"], ids=["never", "other-run"])
+def test_a_new_run_refuses_a_run_dir_that_holds_a_run(store, tmp_path, capsys, resume):
+    """train.resume=never, or another run's checkpoint, would overwrite the run in run.dir."""
+    rd, other = tmp_path / "run", tmp_path / "other"
+    assert run(store, rd, "train.steps=2", "train.log_every=1", "train.sample_every=100") == 0
+    if "other" in resume:
+        assert run(store, other, "train.steps=1", "train.sample_every=100") == 0
+    before = (rd / "checkpoints" / "last.pt").read_bytes(), (rd / "metrics.jsonl").read_text()
+    capsys.readouterr()
+    assert run(store, rd, "train.steps=3", f"train.resume={resume.format(other=other)}") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "new run.dir" in err
+    assert ((rd / "checkpoints" / "last.pt").read_bytes(), (rd / "metrics.jsonl").read_text()) == before
+
+
+@pytest.mark.parametrize("extra, kept", [
+    (["train.steps=7", "train.keep_every=2"], [2, 4, 6]),
+    (["train.steps=6", "train.save_every=2", "train.keep_every=3"], [3, 6]),
+])
+def test_keep_every_keeps_its_steps_whatever_save_every(store, tmp_path, extra, kept):
+    rd = tmp_path / "run"
+    assert run(store, rd, "train.sample_every=100", *extra) == 0
+    assert {p.name for p in (rd / "checkpoints").iterdir()} == {"last.pt", *(f"step_{s:07d}.pt" for s in kept)}
+    assert [load_checkpoint(rd / "checkpoints" / f"step_{s:07d}.pt")["step"] for s in kept] == kept
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["train.batch_size=500"], "fewer than one batch"),
+    (["train.resume=/nonexistent.pt"], "points at no checkpoint"),
+    (["train.resume={done}", "loss.l1_weight=2"], "loss.l1_weight=1.0 (now 2.0)"),
+    (["model.d_backbone=transformer", "model.d_patch=5"], "model.d_patch=5"),  # the store's frames: 64x64
+], ids=["batch", "no-checkpoint", "conflict", "patch"])
+def test_refused_run_leaves_no_run_directory(store, tmp_path, monkeypatch, capsys, extra, words):
+    done = tmp_path / "done"
+    if any("{done}" in e for e in extra):
+        assert run(store, done, "train.steps=1", "train.sample_every=100") == 0
+        capsys.readouterr()
+    extra = [e.format(done=done) for e in extra]
+    rd = tmp_path / "new"
+    assert run(store, rd, "train.steps=2", *extra) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and words in err
+    assert not rd.exists()
+    monkeypatch.chdir(tmp_path)  # without run.dir: no runs/default-<stamp> either
+    assert train_main([*TINY, f"data.root={store}", "train.steps=2", *extra]) == 2
+    assert not (tmp_path / "runs").exists()
+
+
+def test_fp16_refused_where_train_device_auto_finds_no_cuda(store, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert run(store, tmp_path / "run", "train.precision=fp16", "train.device=auto", "train.steps=1") == 2
+    assert capsys.readouterr().err == "error: train.precision=fp16 needs CUDA; train.device=auto is cpu here\n"
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("override", ["run.dir={other}", "train.resume={other}/checkpoints/last.pt"])
+def test_resume_refuses_overrides_that_it_would_ignore(store, tmp_path, capsys, override):
+    rd, other = tmp_path / "run", tmp_path / "other"
+    assert run(store, rd, "train.steps=2", "train.sample_every=100") == 0
+    assert run(store, other, "train.steps=3", "train.sample_every=100") == 0
+    capsys.readouterr()
+    override = override.format(other=other)
+    assert train_main(["--resume", str(rd), "train.steps=4", override]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --resume ") and err.count("\n") == 1 and repr(override) in err
+    assert load_checkpoint(rd / "checkpoints" / "last.pt")["step"] == 2  # neither run extended
+    assert load_checkpoint(other / "checkpoints" / "last.pt")["step"] == 3
+
+
 def test_atomic_path_fsyncs_the_file_then_its_directory(tmp_path, monkeypatch):
     import stat
 
@@ -389,7 +473,8 @@ def test_stored_config_interpolation_is_refused_not_resolved(tmp_path, capsys, m
 # test-only instruments (no hook in framegan itself):
 # - HASH_DIR=DIR: each rank writes DIR/rank<R>.json, the sha256 of G, D and G_ema as it holds them
 #   at the end (rank 0 also hashes the checkpoint it wrote);
-# - NAN_RANK=R: rank R's L1 reconstruction turns NaN from its third G step (step 2) on.
+# - NAN_RANK=R: rank R's L1 reconstruction turns NaN from its third G step (step 2) on;
+# - CRASH_VALIDATION=1: rank 0's validation (which it runs alone) raises.
 ENTRY = """
 import hashlib, json, os, sys
 from pathlib import Path
@@ -413,6 +498,11 @@ if os.environ.get("NAN_RANK") == str(rank):
         calls[0] += 1
         return rec(*a, **k) * (float("nan") if calls[0] >= 3 else 1.0)
     losses.best_of_k = poisoned
+if os.environ.get("CRASH_VALIDATION") and rank == 0:
+    import framegan.train
+    def crash(*a, **k):
+        raise RuntimeError("validation crashed")
+    framegan.train.validate = crash
 rc = main(sys.argv[1:])
 if os.environ.get("HASH_DIR"):
     gan = held["gan"]
@@ -438,14 +528,21 @@ def torchrun(tmp_path, args, timeout=300, **env) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), **env}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
            str(entry), *[str(a) for a in args]]
-    # A session of its own: on a timeout (a hung rank) the ranks die with torchrun, not outlive the test.
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
+        # On a timeout (a hung rank): SIGTERM to torchrun, which stops its ranks (each in a session
+        # of its own, out of reach of a killpg here; they would outlive the test and hold its
+        # pipes open), then SIGKILL to whatever is left of torchrun's own group.
+        proc.terminate()
+        try:
+            proc.communicate(timeout=60)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
         raise
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
@@ -545,6 +642,23 @@ def test_torchrun_non_finite_loss_on_one_rank_stops_every_rank(store, tmp_path):
     assert p.stderr.count(message + "\n") == 2, p.stderr[-2000:]  # each rank, one line
     assert f'File "{ROOT / "framegan"}' not in p.stderr  # torchrun's own report follows, no framegan traceback
     assert load_checkpoint(rd / "checkpoints" / "last.pt")["step"] == 2  # the last good step
+
+
+@pytest.mark.parametrize("case", ["run-dir", "validation"])
+def test_torchrun_failure_on_rank_0_alone_stops_every_rank(store, tmp_path, case):
+    """Rank 0 alone makes the run directory and validates: when either fails, rank 1 must not
+    wait for it in its next collective (a hang, with nothing printed)."""
+    if case == "run-dir":
+        (tmp_path / "file").write_text("x")
+        args, env, message = [f"run.dir={tmp_path / 'file' / 'run'}"], {}, f"error: {tmp_path / 'file'}"
+    else:
+        args, env, message = [f"run.dir={tmp_path / 'run'}", "train.sample_every=2"], {"CRASH_VALIDATION": "1"}, \
+            "RuntimeError: validation crashed"
+    p = torchrun(tmp_path, [*DDP, f"data.root={store}", *args], timeout=150, **env)  # a hang: TimeoutExpired
+    assert p.returncode != 0
+    assert p.stderr.count(message) == 1, p.stderr[-3000:]
+    if case == "run-dir":
+        assert "Not a directory" in p.stderr and f'File "{ROOT / "framegan"}' not in p.stderr
 
 
 @pytest.mark.parametrize("extra", [

@@ -63,6 +63,24 @@ def test_range_edges_are_accepted():
     assert load_config(None, ["model.d_heads=3"]).model.d_heads == 3
 
 
+def test_one_context_frame_trains_with_the_defaults(tmp_path):
+    # data.context=1 passed the config checks, then the inverse model's prior (which reads the
+    # change between the last two context frames) crashed on the first step.
+    import numpy as np
+
+    from framegan.store import StoreWriter
+    from framegan.train import main
+
+    rng = np.random.default_rng(0)
+    with StoreWriter(tmp_path / "s", size=(16, 16), fps=10) as w:
+        for _ in range(24):
+            w.add(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8), source="x")
+    assert main([f"data.root={tmp_path / 's'}", "data.context=1", "train.steps=2", "train.batch_size=4",
+                 "model.width=4", "model.d_width=4", "model.depth=2", f"run.dir={tmp_path / 'run'}",
+                 "train.sample_every=1000"]) == 0
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").exists()
+
+
 def test_key_history_longer_than_the_context_only_matters_with_keys():
     """data.context=1 must still work without keys (the history default is 2)."""
     assert load_config(None, ["data.context=1"]).model.action_history == 2

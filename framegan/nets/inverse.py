@@ -61,7 +61,9 @@ class InverseModel(nn.Module):
         return self.head(reduce(self.net(x), "b c h w -> b c", "max")).float()
 
     def prior(self, context: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([rearrange(context, "b t c h w -> b (t c) h w"), context[:, -1] - context[:, -2]], dim=1)
+        # one context frame (data.context=1) shows no change: a zero plane, the same layout
+        change = context[:, -1] - context[:, -2] if context.shape[1] > 1 else torch.zeros_like(context[:, -1])
+        x = torch.cat([rearrange(context, "b t c h w -> b (t c) h w"), change], dim=1)
         return self.prior_head(reduce(self.prior_net(x), "b c h w -> b c", "max")).float()
 
 

@@ -64,6 +64,8 @@ from framegan.rollout import context_from_store, context_from_video
 
 HOST = "127.0.0.1"           # never 0.0.0.0: the page runs a model on this machine for this user
 BYE_GRACE_S = 3.0            # a reload sends /bye then loads the page again within this time
+LATENT_PREFIX = "latent "     # a latent class's control name: "latent 3"
+MAX_BODY = 1 << 16            # bytes of a POST body (held key names): more is refused (413)
 IDLE_TIMEOUT_S = 120.0       # Chrome wakes timers in a hidden tab once a minute; twice that is gone
 RECORD_BYTES = 256 * 2**20   # frames kept for "Save mp4" (the last ~21,800 at 64x64)
 VIDEO_SIDE = 256             # the saved video is nearest-neighbour upscaled to about this many px
@@ -138,7 +140,7 @@ def action_controls(names: Sequence[str]) -> tuple[list[Control], int]:
 
 
 def latent_controls(classes: int) -> list[Control]:
-    return [Control(f"latent {c + 1}", (SPARE_KEYS[c],) if c < len(SPARE_KEYS) else (), c)
+    return [Control(f"{LATENT_PREFIX}{c + 1}", (SPARE_KEYS[c],) if c < len(SPARE_KEYS) else (), c)
             for c in range(classes)]
 
 
@@ -278,9 +280,17 @@ class Handler(BaseHTTPRequestHandler):
         if body:
             self.wfile.write(body)
 
-    def _body(self) -> str:
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length).decode("utf-8", "replace") if length else ""
+    def _body(self) -> str | None:
+        """The request body (held key names), or None after answering 400/413: a length that is
+        no number, negative (a read to the end of the connection) or beyond any key list."""
+        text = (self.headers.get("Content-Length") or "0").strip()
+        if not text.isdecimal():
+            self._send(400, b"bad Content-Length", "text/plain")
+            return None
+        if int(text) > MAX_BODY:
+            self._send(413, b"body too large", "text/plain")
+            return None
+        return self.rfile.read(int(text)).decode("utf-8", "replace") if int(text) else ""
 
     def _trusted(self) -> bool:
         """Only this machine's page: the Host must be ours (a DNS-rebinding site's is not) and so
@@ -315,6 +325,8 @@ class Handler(BaseHTTPRequestHandler):
         if not self._trusted():
             return
         path, body = self.path.split("?", 1)[0], self._body()
+        if body is None:
+            return
         if path == "/bye":
             self.server.bye()
             self._send(204)
@@ -342,6 +354,10 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Sec-WebSocket-Accept", websocket.accept_key(key))
         self.end_headers()
         self.close_connection = True
+        # No read timeout on the game's channel: a hidden tab sends nothing for as long as it is
+        # hidden; the idle timeout and the bye grace decide when the game ends (the handler's
+        # 60 s socket timeout cut it after a minute and stopped the server).
+        self.connection.settimeout(None)
         self.server.websocket_opened(True)
         try:
             while (message := websocket.read_message(self.rfile)) is not None:
@@ -582,8 +598,10 @@ def load_context(source: str | None, cfg, store_info: dict, K: int, segment: int
 # ----------------------------------------------------------------------------- command line
 def parse_script(text: str, controls: Sequence[Control]) -> list[Control | None]:
     """``LEFT:10,UP:5,none:3`` (control names or, for latent classes, 1..C; ``none`` = no key) ->
-    one entry per frame."""
-    by_name = {c.name.lower(): c for c in controls} | {str(c.value + 1): c for c in controls}
+    one entry per frame. A control's own name always wins: a store without key names names its
+    actions by their ids ("0", "1", ...), which 1..C must not shadow."""
+    latent = {str(c.value + 1): c for c in controls if c.name.startswith(LATENT_PREFIX)}
+    by_name = latent | {c.name.lower(): c for c in controls}
     frames: list[Control | None] = []
     for part in text.split(","):
         name, _, count = part.strip().partition(":")
@@ -591,7 +609,7 @@ def parse_script(text: str, controls: Sequence[Control]) -> list[Control | None]
         if key not in by_name and key != "none":
             raise UsageError(f"--keys: {name.strip()!r} is none of {', '.join(c.name for c in controls) or 'the'} "
                              f"controls (or 'none')")
-        if not count.strip().isdigit() or int(count) < 1:
+        if not count.strip().isdecimal() or int(count) < 1:
             raise UsageError(f"--keys: {part.strip()!r} needs a frame count, e.g. LEFT:10")
         frames += [by_name.get(key)] * int(count)
     return frames

@@ -29,7 +29,7 @@ import pytest
 import torch
 from PIL import Image
 
-from framegan import websocket
+from framegan import play, websocket
 from framegan.checkpoint import load_generator, save_checkpoint
 from framegan.config import load_config, to_dict
 from framegan.nets import build_generator
@@ -635,3 +635,44 @@ def test_scripted_session_is_written_with_the_keys_played(tmp_path, capsys):
                 ["--keys", "LEFT:2", *png_out]):
         assert main(["--checkpoint", str(ckpt), "--context", str(store), *bad]) == 2
     assert not (tmp_path / "x.gif").exists() and not (tmp_path / "x.png").exists()
+
+
+def test_game_channel_outlives_the_connection_timeout(tmp_path, served, monkeypatch):
+    # A hidden tab sends nothing; the handler's socket timeout (60 s, for idle keep-alive HTTP
+    # connections) cut the WebSocket after it and stopped the server ("the page was closed").
+    monkeypatch.setattr(play.Handler, "timeout", 0.3)
+    s = served(game_for(make_checkpoint(tmp_path / "a.pt")), grace=0.3, idle_timeout=0)
+    port = s.server.server_port
+    sock, reader, status = ws_open(port, origin=f"http://127.0.0.1:{port}")
+    assert status.split()[1] == "101"
+    sock.sendall(client_frame(b"restart\n"))
+    ws_reply(reader)
+    time.sleep(1.0)  # > the timeout, as a hidden tab would
+    sock.sendall(client_frame(b"step\nArrowLeft"))
+    assert ws_reply(reader)[1]["action"] == "LEFT"
+    assert s.thread.is_alive()
+    sock.sendall(client_frame(b"", websocket.CLOSE))
+    sock.close()
+
+
+def test_bad_body_lengths_are_answered_not_crashed_on(tmp_path, served):
+    s = served(game_for(make_checkpoint(tmp_path / "a.pt")))
+    port = s.server.server_port
+    for length, code in (("abc", 400), ("-1", 400), (str(10 ** 12), 413)):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        sock.sendall((f"POST /step HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {length}\r\n\r\n").encode())
+        assert sock.makefile("rb").readline().split()[1] == str(code).encode(), length
+        sock.close()
+    s.restart()
+    assert s.step("ArrowLeft")[1] == "LEFT"  # still serving
+
+
+def test_key_script_names_win_over_numbers():
+    # A store without key names names its actions "0", "1", ...: "1:2" is the action named "1",
+    # not the first control; 1..C stand for latent classes only.
+    ids = [play.Control(str(v), (), i) for i, v in enumerate((0, 1, 2, 3))]
+    assert [c.name for c in play.parse_script("0:1,1:1,3:1", ids)] == ["0", "1", "3"]
+    latent = play.latent_controls(3)
+    assert [c.name for c in play.parse_script("1:1,3:2", latent)] == ["latent 1", "latent 3", "latent 3"]
+    with pytest.raises(play.UsageError, match="needs a frame count"):
+        play.parse_script("0:\u00b2", ids)  # a superscript two is a digit, not a count

@@ -367,8 +367,14 @@ class Handler(BaseHTTPRequestHandler):
                     break
                 if opcode == websocket.PING:
                     self.wfile.write(websocket.frame(data, websocket.PONG))
+                elif opcode not in (websocket.TEXT, websocket.PONG):  # binary: the page sends none
+                    self.wfile.write(websocket.frame((1003).to_bytes(2, "big"), websocket.CLOSE))
+                    break
                 elif opcode == websocket.TEXT:
                     command, _, keys = data.decode("utf-8", "replace").partition("\n")
+                    if command not in ("step", "restart"):  # not the page: 1003, unsupported data
+                        self.wfile.write(websocket.frame((1003).to_bytes(2, "big"), websocket.CLOSE))
+                        break
                     frame, head = self.server.play(command, keys)
                     meta = json.dumps(head).encode()
                     self.wfile.write(websocket.frame(struct.pack("<I", len(meta)) + meta + frame.tobytes()))

@@ -676,3 +676,16 @@ def test_key_script_names_win_over_numbers():
     assert [c.name for c in play.parse_script("1:1,3:2", latent)] == ["latent 1", "latent 3", "latent 3"]
     with pytest.raises(play.UsageError, match="needs a frame count"):
         play.parse_script("0:\u00b2", ids)  # a superscript two is a digit, not a count
+
+
+def test_game_channel_closes_on_what_the_page_never_sends(tmp_path, served):
+    # An unknown command was played as a step; a binary message got no reply (the client waited).
+    s = served(game_for(make_checkpoint(tmp_path / "a.pt")), grace=5, idle_timeout=0)
+    port = s.server.server_port
+    for message in (client_frame(b"bogus\nArrowLeft"), client_frame(b"\x00\x01", websocket.BINARY)):
+        sock, reader, status = ws_open(port, origin=f"http://127.0.0.1:{port}")
+        assert status.split()[1] == "101"
+        sock.sendall(message)
+        assert reader.read(4) == bytes([0x80 | websocket.CLOSE, 2]) + (1003).to_bytes(2, "big")
+        sock.close()
+    assert s.server.game.steps == 0  # nothing was played

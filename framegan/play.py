@@ -66,6 +66,7 @@ HOST = "127.0.0.1"           # never 0.0.0.0: the page runs a model on this mach
 BYE_GRACE_S = 3.0            # a reload sends /bye then loads the page again within this time
 LATENT_PREFIX = "latent "     # a latent class's control name: "latent 3"
 MAX_BODY = 1 << 16            # bytes of a POST body (held key names): more is refused (413)
+UNSUPPORTED = (1003).to_bytes(2, "big")  # WebSocket close code: a message the page never sends
 IDLE_TIMEOUT_S = 120.0       # Chrome wakes timers in a hidden tab once a minute; twice that is gone
 RECORD_BYTES = 256 * 2**20   # frames kept for "Save mp4" (the last ~21,800 at 64x64)
 VIDEO_SIDE = 256             # the saved video is nearest-neighbour upscaled to about this many px
@@ -287,10 +288,11 @@ class Handler(BaseHTTPRequestHandler):
         if not text.isdecimal():
             self._send(400, b"bad Content-Length", "text/plain")
             return None
-        if int(text) > MAX_BODY:
+        length = int(text)
+        if length > MAX_BODY:
             self._send(413, b"body too large", "text/plain")
             return None
-        return self.rfile.read(int(text)).decode("utf-8", "replace") if int(text) else ""
+        return self.rfile.read(length).decode("utf-8", "replace") if length else ""
 
     def _trusted(self) -> bool:
         """Only this machine's page: the Host must be ours (a DNS-rebinding site's is not) and so
@@ -367,17 +369,17 @@ class Handler(BaseHTTPRequestHandler):
                     break
                 if opcode == websocket.PING:
                     self.wfile.write(websocket.frame(data, websocket.PONG))
-                elif opcode not in (websocket.TEXT, websocket.PONG):  # binary: the page sends none
-                    self.wfile.write(websocket.frame((1003).to_bytes(2, "big"), websocket.CLOSE))
+                    continue
+                if opcode == websocket.PONG:
+                    continue
+                command, _, keys = data.decode("utf-8", "replace").partition("\n") \
+                    if opcode == websocket.TEXT else ("", "", "")
+                if command not in ("step", "restart"):  # binary or another command: not the page's
+                    self.wfile.write(websocket.frame(UNSUPPORTED, websocket.CLOSE))
                     break
-                elif opcode == websocket.TEXT:
-                    command, _, keys = data.decode("utf-8", "replace").partition("\n")
-                    if command not in ("step", "restart"):  # not the page: 1003, unsupported data
-                        self.wfile.write(websocket.frame((1003).to_bytes(2, "big"), websocket.CLOSE))
-                        break
-                    frame, head = self.server.play(command, keys)
-                    meta = json.dumps(head).encode()
-                    self.wfile.write(websocket.frame(struct.pack("<I", len(meta)) + meta + frame.tobytes()))
+                frame, head = self.server.play(command, keys)
+                meta = json.dumps(head).encode()
+                self.wfile.write(websocket.frame(struct.pack("<I", len(meta)) + meta + frame.tobytes()))
         except websocket.WebSocketError:
             pass  # not the page: drop the connection
         finally:

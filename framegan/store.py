@@ -359,10 +359,8 @@ class StoreWriter:
         """Where segment file ``name`` is written: in place in a new store's temp directory; in a
         store being appended to, under a temp name with this process's id (``_sweep``), renamed
         to ``name`` at commit."""
-        if not self.appending:
-            return self.root / name
-        final = self.root / name
-        return final.with_name(f".{os.getpid()}.{final.name}")
+        path = self.root / name
+        return path.with_name(f".{os.getpid()}.{path.name}") if self.appending else path
 
     def cut(self) -> None:
         """Close the open segment (if any); one shorter than ``min_segment`` is deleted."""
